@@ -1,0 +1,40 @@
+"""clipsim: simulate the theory of CLIP-style multimodal contrastive learning.
+
+Data flows one way: config -> generator -> encoders -> objective -> trainer ->
+metrics/bounds -> results table -> plots. The main entry points:
+
+    >>> import jax, clipsim                                     # doctest: +SKIP
+    >>> cfg = clipsim.RunConfig.load("experiments/configs/onehot_linear.toml")  # doctest: +SKIP
+    >>> result = clipsim.train(cfg, key=jax.random.key(0))      # doctest: +SKIP
+    >>> report = clipsim.evaluate(result, key=jax.random.key(1))  # doctest: +SKIP
+"""
+
+from clipsim.config import (
+    ConfigError,
+    DataConfig,
+    EvalConfig,
+    ModelConfig,
+    ObjectiveConfig,
+    RunConfig,
+    TrainConfig,
+)
+from clipsim.evaluation import Report, evaluate
+from clipsim.train import NonFiniteLossError, TrainResult, train
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ConfigError",
+    "DataConfig",
+    "EvalConfig",
+    "ModelConfig",
+    "ObjectiveConfig",
+    "RunConfig",
+    "TrainConfig",
+    "Report",
+    "evaluate",
+    "NonFiniteLossError",
+    "TrainResult",
+    "train",
+    "__version__",
+]

@@ -1,0 +1,6 @@
+"""Figures: one shared style; functions that read histories and result tables."""
+
+from clipsim.plots.style import STYLE, new_figure, save
+from clipsim.plots.training import plot_training_curves
+
+__all__ = ["STYLE", "new_figure", "save", "plot_training_curves"]
