@@ -51,13 +51,12 @@ def _train_run(args: argparse.Namespace) -> int:
     cfg = _load_config(args.config, args.set)  # validates before any compute
     import clipsim
     from clipsim.plots import plot_training_curves
+    from clipsim.theory.report import bounds_table, format_table
 
     result = clipsim.train(cfg)
     report = clipsim.evaluate(result)
     record = {**report.to_dict(), "history": {k: v.tolist() for k, v in result.history.items()}}
-    bounds = _bounds_table(result)
-    if bounds is not None:
-        record["bounds"] = bounds
+    record["bounds"] = bounds_table(result)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.toml").write_text(cfg.to_toml())
@@ -68,9 +67,8 @@ def _train_run(args: argparse.Namespace) -> int:
     if not args.quiet:
         print(f"config {cfg.hash()}  ({args.config})")
         print(report.table())
-        if bounds is not None:
-            print()
-            print(_format_bounds(bounds))
+        print()
+        print(format_table(record["bounds"]))
         print(f"\nwrote {out / 'metrics.json'} and {out / 'training.png'}")
     return 0
 
@@ -94,22 +92,6 @@ def _json_default(value):
     raise TypeError(f"not JSON serializable: {type(value).__name__}")
 
 
-def _bounds_table(result) -> list[dict] | None:
-    """The E-statement table of a trained run, or None when the theory module is absent."""
-    try:
-        from clipsim.theory.report import bounds_table
-    except ImportError:
-        return None
-    return bounds_table(result)
-
-
-def _format_bounds(rows: list[dict]) -> str:
-    header = f"{'statement':<34} {'measured':>10} {'bound':>10} {'holds':>6} {'mc err':>8}"
-    lines = [header, "-" * len(header)]
-    for r in rows:
-        lines.append(f"{r['statement']:<34} {r['measured']:>10.4f} {r['bound']:>10.4f} "
-                     f"{'yes' if r['holds'] else 'NO':>6} {r['mc_error']:>8.4f}")
-    return "\n".join(lines)
 
 
 COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None],

@@ -1,0 +1,125 @@
+"""Per-pair margins with same-latent negatives excluded (THEORY.md section 4)."""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+from jax.typing import ArrayLike
+
+from clipsim.metrics._checks import as_float, check_ndim, check_same_rows
+from clipsim.metrics.similarity import scores
+
+__all__ = ["margin_stats", "pair_margins", "same_latent_mask"]
+
+
+def same_latent_mask(latents: ArrayLike, *, atol: float = 1e-6) -> jnp.ndarray:
+    r"""Which pairs of rows share a latent.
+
+    .. math::
+        E_{ij} = \bigwedge_k \bigl[\,|z_{ik} - z_{jk}| \le \mathrm{atol}\,\bigr]
+
+    Args:
+        latents: Latents, shape ``(n, k)``.
+        atol: Absolute tolerance per coordinate.
+
+    Returns:
+        Boolean matrix, shape ``(n, n)``, true on the diagonal for finite rows.
+    """
+    latents = as_float(latents, "latents")
+    check_ndim(latents, 2, "latents")
+    diff = jnp.abs(latents[:, None, :] - latents[None, :, :])
+    return jnp.all(diff <= atol, axis=-1)
+
+
+def pair_margins(
+    emb_a: ArrayLike,
+    emb_b: ArrayLike,
+    latents: ArrayLike,
+    *,
+    atol: float = 1e-6,
+) -> tuple[jnp.ndarray, jnp.ndarray]:
+    r"""Margin of each positive pair over its different-latent negatives.
+
+    .. math::
+        m_i = s_{ii} - \max_{j \ne i,\; z_j \ne z_i} s_{ij},
+        \qquad u_i = \#\{j \ne i : z_j = z_i\}
+
+    with :math:`s_{ij} = \langle a_i, b_j \rangle`. Negatives that share the
+    latent of pair ``i`` (unexpected positives) are excluded from the max and
+    counted in :math:`u_i`. Two latent rows are equal when every coordinate
+    agrees within ``atol``. If every ``j != i`` shares the latent of ``i``,
+    :math:`m_i` is NaN.
+
+    Range :math:`(-\infty, \infty)`; larger is better, positive means the pair
+    beats every different-latent negative.
+
+    Args:
+        emb_a: Embeddings, shape ``(n, d)``; row ``i`` pairs with row ``i`` of
+            ``emb_b``.
+        emb_b: Embeddings, shape ``(n, d)``.
+        latents: Shared latents of the pairs, shape ``(n, k)``.
+        atol: Absolute tolerance for latent equality.
+
+    Returns:
+        ``(margins, num_same_latent_negatives)``: margins of shape ``(n,)`` in the
+        score dtype, counts of shape ``(n,)`` as ``int32``. Per pair, no reduction.
+    """
+    emb_a = as_float(emb_a, "emb_a")
+    emb_b = as_float(emb_b, "emb_b")
+    latents = as_float(latents, "latents")
+    check_ndim(latents, 2, "latents")
+    check_same_rows(emb_a, emb_b, ("emb_a", "emb_b"))
+    check_same_rows(emb_a, latents, ("emb_a", "latents"))
+    s = scores(emb_a, emb_b)
+    n = s.shape[0]
+    off_diag = ~jnp.eye(n, dtype=bool)
+    same = same_latent_mask(latents, atol=atol)
+    negatives = off_diag & ~same
+    hardest = jnp.max(jnp.where(negatives, s, -jnp.inf), axis=1)
+    margins = jnp.where(jnp.any(negatives, axis=1), jnp.diagonal(s) - hardest, jnp.nan)
+    counts = jnp.sum(off_diag & same, axis=1, dtype=jnp.int32)
+    return margins.astype(s.dtype), counts
+
+
+def margin_stats(
+    emb_a: ArrayLike,
+    emb_b: ArrayLike,
+    latents: ArrayLike,
+    *,
+    atol: float = 1e-6,
+) -> dict[str, jnp.ndarray]:
+    r"""Summary statistics of :func:`pair_margins` over a batch.
+
+    Keys (all scalars in the score dtype):
+
+    - ``margin_median``: NaN-ignoring median of :math:`m_i`. Larger is better.
+    - ``margin_p05``: NaN-ignoring 5th percentile (linear interpolation, as
+      ``numpy.nanpercentile``). Larger is better.
+    - ``margin_frac_nonpositive``: :math:`\#\{i : m_i \le 0\} / \#\{i : m_i
+      \text{ defined}\}`, in ``[0, 1]``, optimum 0.
+    - ``unexpected_positive_rate``: :math:`\frac1n \sum_i [u_i > 0]`, the
+      fraction of pairs with at least one same-latent negative, in ``[0, 1]``.
+      A property of the data, not of the model.
+    - ``unexpected_positive_mean``: :math:`\frac1n \sum_i u_i`, in ``[0, n-1]``.
+
+    Reduction: mean (or median/percentile) over the ``n`` pairs; margin keys
+    skip NaN margins and are NaN when every margin is NaN.
+
+    Args:
+        emb_a: Embeddings, shape ``(n, d)``.
+        emb_b: Embeddings, shape ``(n, d)``.
+        latents: Latents, shape ``(n, k)``.
+        atol: Absolute tolerance for latent equality.
+
+    Returns:
+        Dict of the five scalars above.
+    """
+    margins, counts = pair_margins(emb_a, emb_b, latents, atol=atol)
+    dtype = margins.dtype
+    nonpositive = jnp.where(jnp.isnan(margins), jnp.nan, (margins <= 0).astype(dtype))
+    return {
+        "margin_median": jnp.nanmedian(margins),
+        "margin_p05": jnp.nanpercentile(margins, 5.0).astype(dtype),
+        "margin_frac_nonpositive": jnp.nanmean(nonpositive),
+        "unexpected_positive_rate": jnp.mean((counts > 0).astype(dtype)),
+        "unexpected_positive_mean": jnp.mean(counts.astype(dtype)),
+    }
