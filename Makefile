@@ -1,5 +1,5 @@
 # clipsim: two commands on a fresh machine.
-#   make demo   installs into .venv and reproduces the paper's figures (quick mode)
+#   make demo   installs into .venv, trains one model, reproduces the paper's figures (quick mode)
 #   make test   installs the dev extras into .venv and runs the test suite
 PYTHON ?= python3
 VENV   ?= .venv
@@ -18,7 +18,8 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml
 	touch $@
 
 demo: $(VENV)/.installed
-	$(BIN)/clipsim train experiments/configs/onehot_linear.toml --out $(OUT)
+	$(BIN)/clipsim train experiments/configs/onehot_linear.toml --out $(OUT)/train
+	$(BIN)/clipsim reproduce all --quick --out $(OUT)/reproduce
 
 test: $(VENV)/.installed
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)

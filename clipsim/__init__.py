@@ -19,6 +19,7 @@ from clipsim.config import (
     TrainConfig,
 )
 from clipsim.evaluation import Report, evaluate
+from clipsim.sweep.summary import summarize
 from clipsim.train import NonFiniteLossError, TrainResult, train
 
 __version__ = "0.1.0"
@@ -36,5 +37,6 @@ __all__ = [
     "NonFiniteLossError",
     "TrainResult",
     "train",
+    "summarize",
     "__version__",
 ]

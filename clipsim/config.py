@@ -632,12 +632,28 @@ ALL_FIELDS: tuple[str, ...] = tuple(sorted(DYNAMIC_FIELDS + STATIC_FIELDS))
 
 
 def static_signature(cfg: RunConfig) -> Any:
-    """The pytree structure of ``cfg``: equal for configs that share a compiled program."""
+    """The pytree structure of ``cfg``: equal for configs that share a compiled program.
+
+    Args:
+        cfg: a run config.
+
+    Returns:
+        A ``jax.tree_util.PyTreeDef``; two configs compile to the same program
+        exactly when their signatures are equal (same static fields).
+    """
     return jax.tree_util.tree_structure(cfg)
 
 
 def config_hash(cfg: RunConfig) -> str:
-    """Stable short hash (12 hex digits) of a concrete config's canonical JSON."""
+    """Stable short hash (12 hex digits) of a concrete config's canonical JSON.
+
+    Args:
+        cfg: a run config with concrete (not traced or stacked) values.
+
+    Returns:
+        The first 12 hex digits of the SHA-256 of the sorted, compact JSON of
+        ``cfg.to_dict()``; equal configs give equal hashes across sessions.
+    """
     canonical = json.dumps(cfg.to_dict(), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()[:12]
 

@@ -31,7 +31,15 @@ Encoder = Callable[[Array], Array]
 
 
 def embedding_functions(params: dict, cfg: RunConfig) -> tuple[Encoder, Encoder]:
-    """The trained encoders as functions (n, dx) -> (n, d) and (n, dy) -> (n, d)."""
+    """The trained encoders as functions (n, dx) -> (n, d) and (n, dy) -> (n, d).
+
+    Args:
+        params: run parameters (``{"encoders": ..., "objective": ...}``).
+        cfg: the run config.
+
+    Returns:
+        ``(f, g)``: the image and the text encoder.
+    """
     enc = params["encoders"]
     return (lambda x: encode(enc["image"], x, cfg=cfg.model),
             lambda y: encode(enc["text"], y, cfg=cfg.model))
@@ -96,6 +104,14 @@ def evaluate_program(cfg: RunConfig, params: dict, key: Array) -> dict[str, Arra
     (mean over fresh batches of size B), zero-shot errors and loss, recovery
     ``r2_shared``/``r2_image_unique``/``r2_text_unique``, ``probe_accuracy``, and
     for linear encoders ``unique_share_image``/``unique_share_text``.
+
+    Args:
+        cfg: the run config.
+        params: trained parameters.
+        key: evaluation PRNG key.
+
+    Returns:
+        A flat dict of scalar arrays (reductions: see each metric).
     """
     world = world_for(cfg)
     f, g = embedding_functions(params, cfg)
@@ -113,7 +129,16 @@ def evaluate_program(cfg: RunConfig, params: dict, key: Array) -> dict[str, Arra
 
 
 def oracle_program(cfg: RunConfig, key: Array) -> dict[str, Array]:
-    """The same metrics for the oracle encoders f*, g* (normalized) of the run's data."""
+    """The same metrics for the oracle encoders f*, g* (normalized) of the run's data.
+
+    Args:
+        cfg: the run config (its data and objective; no parameters are trained).
+        key: evaluation PRNG key.
+
+    Returns:
+        A flat dict of scalar arrays with the keys of ``evaluate_program`` (no
+        ``unique_share_*``).
+    """
     world = world_for(cfg)
     f, g = oracle_encoders(cfg.data, world, normalize=True)
     obj_params = objectives.get(cfg.objective.name).init_params(cfg.objective)

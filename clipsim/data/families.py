@@ -33,7 +33,17 @@ Array = jax.Array
 
 @dataclass(frozen=True)
 class LatentFamily:
-    """A latent family: class centres, training sampler, per-class sampler."""
+    """A latent family: class centres, training sampler, per-class sampler.
+
+    Attributes:
+        name: the value ``DataConfig.family`` takes for this family.
+        centres: ``centres(cfg, key) -> (C, k)`` class latents z_c, drawn once per dataset.
+        sample: ``sample(cfg, centres, key, n) -> (z (n, k), labels (n,))`` training
+            latents and their class indices (-1 where the family has no classes).
+        sample_class: ``sample_class(cfg, centres, key, labels) -> (n, k)`` latents of
+            test images of the given classes.
+        discrete: whether two independent draws can coincide (unexpected positives, E3).
+    """
 
     name: str
     centres: Callable[[DataConfig, Array], Array]
@@ -46,7 +56,23 @@ LATENT_FAMILIES: dict[str, LatentFamily] = {}
 
 
 def register_latent_family(family: LatentFamily) -> LatentFamily:
-    """Add ``family`` to the registry and let ``DataConfig.family`` accept its name."""
+    """Add ``family`` to the registry and let ``DataConfig.family`` accept its name.
+
+    Registering a name again replaces the earlier family of that name.
+
+    Args:
+        family: a ``LatentFamily`` (name, ``centres``, ``sample``, ``sample_class``,
+            ``discrete``); see the module docstring for the three functions' signatures.
+
+    Returns:
+        ``family`` itself (so the call can be used as an expression).
+
+    Example:
+        >>> import jax.numpy as jnp                                  # doctest: +SKIP
+        >>> fam = LatentFamily("ring", centres, sample, sample_class, False)  # doctest: +SKIP
+        >>> register_latent_family(fam)                              # doctest: +SKIP
+        >>> DataConfig(family="ring")                                # doctest: +SKIP
+    """
     LATENT_FAMILIES[family.name] = family
     if family.name not in _config.LATENT_FAMILIES:
         _config.LATENT_FAMILIES.append(family.name)
@@ -54,7 +80,17 @@ def register_latent_family(family: LatentFamily) -> LatentFamily:
 
 
 def get_latent_family(name: str) -> LatentFamily:
-    """The registered family called ``name``; ValueError listing known names otherwise."""
+    """The registered family called ``name``.
+
+    Args:
+        name: a family name (``onehot``, ``sparse``, ``gaussian`` or a registered one).
+
+    Returns:
+        The ``LatentFamily``.
+
+    Raises:
+        ValueError: the name is unknown; the message lists the known names.
+    """
     try:
         return LATENT_FAMILIES[name]
     except KeyError:
@@ -64,7 +100,15 @@ def get_latent_family(name: str) -> LatentFamily:
 
 
 def class_log_probs(cfg: DataConfig, probs: tuple[float, ...] | None = None) -> Array:
-    """Log class probabilities, shape (C,): ``probs`` or ``cfg.class_probs`` or uniform."""
+    """Log class probabilities, shape (C,): ``probs`` or ``cfg.class_probs`` or uniform.
+
+    Args:
+        cfg: the data config (C = ``cfg.num_zero_shot_classes``).
+        probs: class probabilities overriding ``cfg.class_probs`` (for a shifted prior).
+
+    Returns:
+        log pi, an array of shape (C,).
+    """
     probs = cfg.class_probs if probs is None else probs
     n = cfg.num_zero_shot_classes
     if probs is None:

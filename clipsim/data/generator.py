@@ -137,12 +137,32 @@ def _unmix(cfg: DataConfig, rotation: Array, v: Array) -> Array:
 
 
 def image_from_latents(cfg: DataConfig, world: World, z: Array, xi: Array) -> Array:
-    """Noiseless images h_x(A_z z + A_xi xi), (n, dx), from z (n, k) and xi (n, kx)."""
+    """Noiseless images h_x(A_z z + A_xi xi), (n, dx), from z (n, k) and xi (n, kx).
+
+    Args:
+        cfg: the data config (``mixing`` and ``leaky_slope`` are used).
+        world: the dataset's fixed matrices.
+        z: shared latents, (n, k).
+        xi: image-unique features, (n, kx).
+
+    Returns:
+        Images without observation noise, (n, dx).
+    """
     return _mix(cfg, world.rotation_x, z @ world.shared_x.T + xi @ world.unique_x.T)
 
 
 def text_from_latents(cfg: DataConfig, world: World, z: Array, zeta: Array) -> Array:
-    """Noiseless texts h_y(B_z z + B_zeta zeta), (n, dy); pass the masked latent m * z."""
+    """Noiseless texts h_y(B_z z + B_zeta zeta), (n, dy); pass the masked latent m * z.
+
+    Args:
+        cfg: the data config (``mixing`` and ``leaky_slope`` are used).
+        world: the dataset's fixed matrices.
+        z: shared latents as the caption sees them (m * z for an omitting caption), (n, k).
+        zeta: text-unique features, (n, ky).
+
+    Returns:
+        Texts without observation noise, (n, dy).
+    """
     return _mix(cfg, world.rotation_y, z @ world.shared_y.T + zeta @ world.unique_y.T)
 
 
@@ -180,6 +200,12 @@ def prompts(cfg: DataConfig, world: World, *, key: Array | None = None,
     P > 1 it is P captions of z_c sampled like training texts (unique features,
     omission, noise), to be embedded and averaged (prompt ensembling).
 
+    Args:
+        cfg: the data config.
+        world: the dataset's fixed matrices (its ``centres`` are the class latents).
+        key: PRNG key; required when ``num_prompts > 1``.
+        num_prompts: P, captions per class (static).
+
     Returns:
         (C, 1, dy) or (C, P, dy) texts; embed, then average over axis 1.
     """
@@ -216,6 +242,15 @@ def sample_test_images(
     ``gaussian``: a draw around the centre). ``image_unique_scale`` and
     ``noise_scale`` override sigma_xi and sigma_noise (a feature shift).
 
+    Args:
+        cfg: the data config.
+        world: the dataset's fixed matrices.
+        key: PRNG key.
+        n: number of images (static).
+        class_probs: class prior of the test set (default: the training prior).
+        image_unique_scale: sigma_xi of the test images (default: ``cfg.image_unique_scale``).
+        noise_scale: sigma_noise of the test images (default: ``cfg.noise_scale``).
+
     Returns:
         A ``Batch`` whose ``y``, ``zeta`` and ``mask`` are empty/unused (shape (n, 0)
         for y and zeta, ones for mask).
@@ -243,6 +278,14 @@ def oracle_encoders(
     construction (THEORY.md section 1). Outputs have dimension k and are
     L2-normalized when ``normalize``.
 
+    With nonlinear mixing the oracle first inverts h(u) = leaky_relu(R u):
+    h^{-1}(v) = R^T leaky_relu^{-1}(v), applied to the noisy observation.
+
+    Args:
+        cfg: the data config.
+        world: the dataset's fixed matrices.
+        normalize: L2-normalize the outputs.
+
     Returns:
         (f_star, g_star): functions mapping (n, dx) -> (n, k) and (n, dy) -> (n, k).
     """
@@ -266,6 +309,12 @@ def satisfies_conditional_independence(cfg: DataConfig) -> bool:
 
     True for every built-in generator: unique features, caption masks and noise
     are drawn independently of each other and of z.
+
+    Args:
+        cfg: the data config.
+
+    Returns:
+        True when image and text are conditionally independent given z.
     """
     del cfg
     return True

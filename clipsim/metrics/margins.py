@@ -23,6 +23,7 @@ def same_latent_mask(latents: ArrayLike, *, atol: float = 1e-6) -> jnp.ndarray:
 
     Returns:
         Boolean matrix, shape ``(n, n)``, true on the diagonal for finite rows.
+        No reduction.
     """
     latents = as_float(latents, "latents")
     check_ndim(latents, 2, "latents")

@@ -54,7 +54,8 @@ def ridge_r2(
 
     Returns:
         Scalar in ``(-\infty, 1]``; 1 is perfect recovery, about 0 (slightly
-        below) for targets independent of the features.
+        below) for targets independent of the features. Reduction: sums of
+        squares pooled over held-out rows and target columns.
     """
     features = as_float(features, "features")
     targets = as_float(targets, "targets")
@@ -134,7 +135,8 @@ def principal_angles(weight: ArrayLike, shared_basis: ArrayLike) -> np.ndarray:
     Returns:
         Angles in radians in ``[0, pi/2]``, shape ``(q,)``, sorted descending (as
         SciPy returns them). All zero when the row space contains the shared
-        subspace (or vice versa); ``pi/2`` where they are orthogonal.
+        subspace (or vice versa); ``pi/2`` where they are orthogonal. No
+        reduction (summarize with max or mean; ``evaluate`` reports both in degrees).
     """
     weight = np.asarray(weight)
     shared_basis = np.asarray(shared_basis)

@@ -23,7 +23,7 @@ def scores(emb_a: ArrayLike, emb_b: ArrayLike) -> jnp.ndarray:
         emb_b: Embeddings of the second modality, shape ``(m, d)``.
 
     Returns:
-        Scores, shape ``(n, m)``, dtype of the promoted inputs.
+        Scores, shape ``(n, m)``, dtype of the promoted inputs. No reduction.
     """
     emb_a = as_float(emb_a, "emb_a")
     emb_b = as_float(emb_b, "emb_b")

@@ -42,7 +42,8 @@ def zero_shot_ranks(image_emb: ArrayLike, class_emb: ArrayLike, labels: ArrayLik
             labels are not checked (they would need a value-dependent check).
 
     Returns:
-        Ranks, shape ``(n,)``, ``int32`` in ``[0, C - 1]``; 0 is optimal.
+        Ranks, shape ``(n,)``, ``int32`` in ``[0, C - 1]``; 0 is optimal. Per
+        input, no reduction.
     """
     s, s_true, labels = _class_scores(image_emb, class_emb, labels)
     others = jnp.arange(s.shape[1])[None, :] != labels[:, None]

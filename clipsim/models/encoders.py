@@ -28,7 +28,19 @@ def _dense(key: Array, fan_out: int, fan_in: int, scale: Array | float, dtype) -
 
 
 def init_encoder(cfg: ModelConfig, *, key: Array, in_dim: int, dtype=jnp.float32) -> Params:
-    """Parameters of one encoder mapping R^in_dim -> R^embed_dim."""
+    """Parameters of one encoder mapping R^in_dim -> R^embed_dim.
+
+    Args:
+        cfg: the model config (``kind``, ``embed_dim``, ``hidden_dim``, ``bias``,
+            ``init_scale``).
+        key: PRNG key.
+        in_dim: input dimension (dx or dy).
+        dtype: parameter dtype.
+
+    Returns:
+        A dict of arrays: ``{"w": (d, in_dim)}`` for ``linear``; ``w1``, ``w2`` (and
+        ``b1``, ``b2`` when ``cfg.bias``) for ``mlp2``.
+    """
     if cfg.kind == "linear":
         return {"w": _dense(key, cfg.embed_dim, in_dim, cfg.init_scale, dtype)}
     k1, k2 = jax.random.split(key)
@@ -45,7 +57,18 @@ def init_encoder(cfg: ModelConfig, *, key: Array, in_dim: int, dtype=jnp.float32
 def init_encoders(
     cfg: ModelConfig, *, key: Array, image_dim: int, text_dim: int, dtype=jnp.float32
 ) -> dict[str, Params]:
-    """Parameters of both encoders: ``{"image": ..., "text": ...}``."""
+    """Parameters of both encoders: ``{"image": ..., "text": ...}``.
+
+    Args:
+        cfg: the model config.
+        key: PRNG key (split into one key per encoder).
+        image_dim: dx.
+        text_dim: dy.
+        dtype: parameter dtype.
+
+    Returns:
+        ``{"image": init_encoder(...), "text": init_encoder(...)}``.
+    """
     k_img, k_txt = jax.random.split(key)
     return {
         "image": init_encoder(cfg, key=k_img, in_dim=image_dim, dtype=dtype),
@@ -54,7 +77,15 @@ def init_encoders(
 
 
 def normalize_rows(e: Array, eps: float = 1e-12) -> Array:
-    """Rows scaled to unit L2 norm; rows of norm below sqrt(eps) are scaled by 1/sqrt(eps)."""
+    """Rows scaled to unit L2 norm; rows of norm below sqrt(eps) are scaled by 1/sqrt(eps).
+
+    Args:
+        e: array of shape (..., d).
+        eps: floor on the squared norm.
+
+    Returns:
+        Array of the shape and dtype of ``e`` with unit rows (zero rows stay zero).
+    """
     return e * jax.lax.rsqrt(jnp.maximum(jnp.sum(e * e, axis=-1, keepdims=True), eps))
 
 

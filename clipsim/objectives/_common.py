@@ -66,6 +66,7 @@ def batch_stats(scores: jax.Array, temperature: Any = None) -> dict[str, jax.Arr
     - ``margin`` = (1/B) sum_i (s_ii - max_{j != i} s_ij);
     - ``temperature``: the effective tau the objective used, NaN if it has none.
 
+    Reduction: means over the B pairs (``neg_mean``: over the B(B-1) negatives).
     No gradient flows through the statistics.
 
     Args:

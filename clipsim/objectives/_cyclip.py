@@ -22,7 +22,14 @@ def cyclip(
     temperature handled as in ``clip``. Reduction: means over the B^2 entries.
     Range: L >= 0; both extra terms vanish when za = zb.
 
-    Args and returns as ``clip``.
+    Args:
+      za: (B, d) embeddings of modality a.
+      zb: (B, d) embeddings of modality b; row i pairs with row i of ``za``.
+      params: ``clip_init_params(cfg)``.
+      cfg: objective config; ``reg_weight`` is lambda_cross, ``in_modal_weight`` lambda_in.
+
+    Returns:
+      ``(loss, aux)``: a scalar and the statistics of ``batch_stats``.
     """
     loss, scores, tau = clip_terms(za, zb, params, cfg)
     cross = jnp.mean((scores - scores.T) ** 2)

@@ -96,7 +96,17 @@ def register(name: str, loss_fn: LossFn, init_params: InitFn | None = None) -> O
 
 
 def get(name: str) -> Objective:
-    """The objective registered as ``name``; ValueError listing the known names otherwise."""
+    """The objective registered as ``name``.
+
+    Args:
+      name: a registered name (the value of ``ObjectiveConfig.name``).
+
+    Returns:
+      The ``Objective`` (``loss_fn`` and ``init_params``).
+
+    Raises:
+      ValueError: the name is unknown; the message lists the known names.
+    """
     try:
         return OBJECTIVES[name]
     except (KeyError, TypeError):

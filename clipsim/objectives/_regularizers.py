@@ -30,7 +30,14 @@ def clip_reg(
     positive pairs only. Reduction: mean over pairs (both terms). Range: L >= 0.
     The penalty vanishes at za = zb, so the optimum is CLIP's simplex optimum.
 
-    Args and returns as ``clip``.
+    Args:
+      za: (B, d) embeddings of modality a.
+      zb: (B, d) embeddings of modality b; row i pairs with row i of ``za``.
+      params: ``clip_init_params(cfg)``.
+      cfg: objective config; ``reg_weight`` is lambda.
+
+    Returns:
+      ``(loss, aux)``: a scalar and the statistics of ``batch_stats``.
     """
     loss, scores, tau = clip_terms(za, zb, params, cfg)
     lam = scalar(cfg.reg_weight, scores.dtype)
@@ -48,7 +55,14 @@ def neg_reg(
     penalty lies in [-2 lambda, 2 lambda], so L >= -2 lambda; it pushes negatives
     apart and leaves positives alone.
 
-    Args and returns as ``clip``.
+    Args:
+      za: (B, d) embeddings of modality a.
+      zb: (B, d) embeddings of modality b; row i pairs with row i of ``za``.
+      params: ``clip_init_params(cfg)``.
+      cfg: objective config; ``reg_weight`` is lambda.
+
+    Returns:
+      ``(loss, aux)``: a scalar and the statistics of ``batch_stats``.
     """
     loss, scores, tau = clip_terms(za, zb, params, cfg)
     lam = scalar(cfg.reg_weight, scores.dtype)
@@ -66,7 +80,14 @@ def both_reg(
     Reduction: means as in ``clip_reg`` and ``neg_reg``. For unit vectors
     L >= -2 lambda.
 
-    Args and returns as ``clip``.
+    Args:
+      za: (B, d) embeddings of modality a.
+      zb: (B, d) embeddings of modality b; row i pairs with row i of ``za``.
+      params: ``clip_init_params(cfg)``.
+      cfg: objective config; ``reg_weight`` is lambda.
+
+    Returns:
+      ``(loss, aux)``: a scalar and the statistics of ``batch_stats``.
     """
     loss, scores, tau = clip_terms(za, zb, params, cfg)
     lam = scalar(cfg.reg_weight, scores.dtype)

@@ -15,6 +15,12 @@ def siglip_init_params(cfg: ObjectiveConfig) -> dict[str, jax.Array]:
 
     ``{"log_scale": log(cfg.siglip_scale), "bias": cfg.siglip_bias}``; SigLIP starts
     at exp(t') = 10, b = -10.
+
+    Args:
+      cfg: objective config (``siglip_scale`` and ``siglip_bias`` are used).
+
+    Returns:
+      A dict with the scalar arrays ``log_scale`` and ``bias``.
     """
     return {
         "log_scale": jnp.log(jnp.asarray(cfg.siglip_scale, dtype=float)),

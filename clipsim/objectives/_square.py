@@ -22,7 +22,14 @@ def square(
     minimum 0 exactly when S = I (for unit vectors: za_i = zb_i orthonormal, d >= B).
     No temperature (``aux["temperature"]`` is NaN) and no parameters.
 
-    Args and returns as ``clip``; ``params`` is ``{}`` and ``cfg`` is unused.
+    Args:
+      za: (B, d) embeddings of modality a.
+      zb: (B, d) embeddings of modality b; row i pairs with row i of ``za``.
+      params: ``{}`` (no learnable parameters).
+      cfg: objective config (unused).
+
+    Returns:
+      ``(loss, aux)``: a scalar and the statistics of ``batch_stats``.
     """
     del params, cfg
     za, zb = check_pair(za, zb)
@@ -43,7 +50,14 @@ def spectral(
     L >= -2, reached at S = I (za_i = zb_i orthonormal, d >= B); unbounded below
     for unnormalized embeddings. No temperature and no parameters.
 
-    Args and returns as ``clip``; ``params`` is ``{}`` and ``cfg`` is unused.
+    Args:
+      za: (B, d) embeddings of modality a.
+      zb: (B, d) embeddings of modality b; row i pairs with row i of ``za``.
+      params: ``{}`` (no learnable parameters).
+      cfg: objective config (unused).
+
+    Returns:
+      ``(loss, aux)``: a scalar and the statistics of ``batch_stats``.
     """
     del params, cfg
     za, zb = check_pair(za, zb)
@@ -63,7 +77,14 @@ def align_only(
     at za = zb, including the collapsed solution where every embedding is the same
     vector (why negatives matter). No temperature and no parameters.
 
-    Args and returns as ``clip``; ``params`` is ``{}`` and ``cfg`` is unused.
+    Args:
+      za: (B, d) embeddings of modality a.
+      zb: (B, d) embeddings of modality b; row i pairs with row i of ``za``.
+      params: ``{}`` (no learnable parameters).
+      cfg: objective config (unused).
+
+    Returns:
+      ``(loss, aux)``: a scalar and the statistics of ``batch_stats``.
     """
     del params, cfg
     za, zb = check_pair(za, zb)

@@ -25,7 +25,17 @@ STYLE: dict[str, object] = {
 
 
 def new_figure(ncols: int = 1, nrows: int = 1, *, width: float = 4.2, height: float = 3.2):
-    """A figure with ``nrows x ncols`` axes in the clipsim style; returns (fig, axes array)."""
+    """A figure with ``nrows x ncols`` axes in the clipsim style.
+
+    Args:
+        ncols: columns of axes.
+        nrows: rows of axes.
+        width: width of one panel, inches.
+        height: height of one panel, inches.
+
+    Returns:
+        ``(fig, axes)`` with ``axes`` a (nrows, ncols) array.
+    """
     with plt.rc_context(STYLE):
         fig, axes = plt.subplots(nrows, ncols, figsize=(width * ncols, height * nrows),
                                  squeeze=False)
@@ -33,7 +43,12 @@ def new_figure(ncols: int = 1, nrows: int = 1, *, width: float = 4.2, height: fl
 
 
 def save(fig, path) -> None:
-    """Save ``fig`` to ``path`` (parents created) in the clipsim style and close it."""
+    """Save ``fig`` to ``path`` (parents created) in the clipsim style and close it.
+
+    Args:
+        fig: a matplotlib figure.
+        path: output file; the suffix picks the format.
+    """
     from pathlib import Path
 
     path = Path(path)

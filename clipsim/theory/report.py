@@ -35,14 +35,29 @@ DEFAULT_TEMPERATURE_GRID = np.geomspace(1e-3, 10.0, 41)
 
 
 def effective_temperature(cfg: RunConfig, params: dict | None) -> jax.Array:
-    """The temperature the run trained at: learned (clamped) or fixed."""
+    """The temperature the run trained at: learned (clamped) or fixed.
+
+    Args:
+        cfg: the run config.
+        params: trained parameters, or None (the oracle: the configured temperature).
+
+    Returns:
+        tau, a scalar array.
+    """
     if params is not None and cfg.objective.learn_temperature:
         return objectives.clip_temperature(params["objective"], cfg.objective)
     return jnp.asarray(cfg.objective.temperature)
 
 
 def shift_prior(cfg: RunConfig) -> tuple[float, ...]:
-    """The shifted class prior used for E7: ``eval.test_class_probs``, else pi'_c ∝ c + 1."""
+    """The shifted class prior used for E7: ``eval.test_class_probs``, else pi'_c ∝ c + 1.
+
+    Args:
+        cfg: the run config.
+
+    Returns:
+        The shifted prior pi', a tuple of C probabilities.
+    """
     if cfg.eval.test_class_probs is not None:
         return tuple(cfg.eval.test_class_probs)
     c = cfg.data.num_zero_shot_classes

@@ -97,26 +97,62 @@ def _dtype(cfg: RunConfig) -> Any:
 
 
 def world_for(cfg: RunConfig) -> World:
-    """The run's dataset (mixing matrices, class centres) in the run's dtype."""
+    """The run's dataset (mixing matrices, class centres) in the run's dtype.
+
+    Args:
+        cfg: the run config (``data`` and ``train.dtype`` are used).
+
+    Returns:
+        ``make_world(cfg.data, key=jax.random.key(cfg.data.seed))`` cast to ``train.dtype``.
+    """
     world = make_world(cfg.data, key=jax.random.key(cfg.data.seed))
     return jax.tree.map(lambda a: a.astype(_dtype(cfg)), world)
 
 
 def embed(params: Params, x: Array, y: Array, *, cfg: ModelConfig) -> tuple[Array, Array]:
-    """Embeddings (f(x), g(y)), each (n, d), from ``params["encoders"]``."""
+    """Embeddings (f(x), g(y)), each (n, d), from ``params["encoders"]``.
+
+    Args:
+        params: run parameters (``{"encoders": ..., "objective": ...}``).
+        x: images, (n, dx).
+        y: texts, (n, dy).
+        cfg: the model config.
+
+    Returns:
+        ``(f(x), g(y))``, each (n, d).
+    """
     enc = params["encoders"]
     return encode(enc["image"], x, cfg=cfg), encode(enc["text"], y, cfg=cfg)
 
 
 def objective_loss(params: Params, batch: Batch, cfg: RunConfig) -> tuple[Array, dict]:
-    """The configured objective on one batch: ``(loss, aux)``."""
+    """The configured objective on one batch: ``(loss, aux)``.
+
+    Args:
+        params: run parameters (``{"encoders": ..., "objective": ...}``).
+        batch: a ``Batch`` of B pairs.
+        cfg: the run config.
+
+    Returns:
+        ``(loss, aux)`` of the registered objective ``cfg.objective.name`` (its
+        reduction: see that objective).
+    """
     za, zb = embed(params, batch.x, batch.y, cfg=cfg.model)
     obj = objectives.get(cfg.objective.name)
     return obj.loss_fn(za, zb, params["objective"], cfg=cfg.objective)
 
 
 def init_params(cfg: RunConfig, *, key: Array) -> Params:
-    """Initial encoder and objective parameters."""
+    """Initial encoder and objective parameters.
+
+    Args:
+        cfg: the run config.
+        key: PRNG key (the run's ``STREAM_INIT`` stream in ``train_program``).
+
+    Returns:
+        ``{"encoders": {"image": ..., "text": ...}, "objective": obj.init_params(...)}``
+        in ``train.dtype``.
+    """
     obj = objectives.get(cfg.objective.name)
     return {
         "encoders": init_encoders(
@@ -223,7 +259,15 @@ _train_jit = jax.jit(train_program)
 
 
 def check_finite(first_bad_step: int, cfg: RunConfig) -> None:
-    """Raise ``NonFiniteLossError`` naming the step and config if a step went bad."""
+    """Raise ``NonFiniteLossError`` naming the step and config if a step went bad.
+
+    Args:
+        first_bad_step: ``TrainOutput.first_bad_step`` of one run (-1: none).
+        cfg: the run's config (named in the message).
+
+    Raises:
+        NonFiniteLossError: ``first_bad_step >= 0``.
+    """
     if first_bad_step >= 0:
         raise NonFiniteLossError(
             f"non-finite training loss at step {first_bad_step} "

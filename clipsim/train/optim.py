@@ -18,6 +18,12 @@ def learning_rate_schedule(cfg: TrainConfig) -> optax.Schedule:
 
     The shape is built from the static fields; the (possibly traced) peak
     ``learning_rate`` multiplies it, so the schedule never branches on a tracer.
+
+    Args:
+        cfg: the train config (``schedule``, ``warmup_steps``, ``steps``, ``learning_rate``).
+
+    Returns:
+        A function ``step -> learning rate``.
     """
     if cfg.schedule == "cosine":
         shape = optax.warmup_cosine_decay_schedule(
@@ -36,7 +42,15 @@ def learning_rate_schedule(cfg: TrainConfig) -> optax.Schedule:
 
 
 def make_optimizer(cfg: TrainConfig) -> optax.GradientTransformation:
-    """``adam`` (no decay), ``adamw`` (decoupled decay) or ``sgd`` (momentum, decay)."""
+    """``adam`` (no decay), ``adamw`` (decoupled decay) or ``sgd`` (momentum, decay).
+
+    Args:
+        cfg: the train config (``optimizer``, ``weight_decay``, ``momentum`` and the
+            learning-rate schedule fields).
+
+    Returns:
+        An ``optax.GradientTransformation``.
+    """
     lr = learning_rate_schedule(cfg)
     if cfg.optimizer == "adam":
         return optax.adam(lr)

@@ -1,0 +1,130 @@
+"""``run``: spec -> validated points -> chunks -> backend -> results folder -> table."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import jax
+import pandas as pd
+from tqdm.auto import tqdm
+
+from clipsim.config import RunConfig
+from clipsim.sweep.backends import Backend, make_backend
+from clipsim.sweep.engine import (
+    DEFAULT_MEMORY_BUDGET,
+    compute_chunk,
+    group_points,
+    output_names,
+    plan_chunks,
+)
+from clipsim.sweep.spec import SpecError, SweepSpec, as_spec
+from clipsim.sweep.store import ResultsStore
+
+__all__ = ["NonFiniteRunWarning", "run", "metric_columns"]
+
+
+class NonFiniteRunWarning(RuntimeWarning):
+    """A sweep point's training loss went NaN/inf; its rows carry ``nonfinite_step``."""
+
+
+def metric_columns(points: Sequence[RunConfig]) -> list[str]:
+    """Metric columns of the table, over all static groups.
+
+    Args:
+        points: the sweep's points.
+
+    Returns:
+        History keys, then evaluation metrics (names in first-seen order, no repeats).
+    """
+    names: dict[str, None] = {}
+    evals: dict[str, None] = {}
+    for members in group_points(points):
+        hist, metrics = output_names(points[members[0]])
+        names.update(dict.fromkeys(hist))
+        evals.update(dict.fromkeys(metrics))
+    return [*names, *(m for m in evals if m not in names)]
+
+
+def _check_dtypes(points: Sequence[RunConfig]) -> None:
+    if not jax.config.jax_enable_x64 and any(p.train.dtype == "float64" for p in points):
+        raise SpecError("train.dtype = 'float64' needs 64-bit JAX: call "
+                        "jax.config.update('jax_enable_x64', True) first")
+
+
+def _warn_nonfinite(spec: SweepSpec, points: Sequence[RunConfig], frame: pd.DataFrame) -> int:
+    bad = frame[frame["final"] & (frame["nonfinite_step"] >= 0)]
+    for p, step in zip(bad["point"], bad["nonfinite_step"], strict=True):
+        cfg = points[int(p)]
+        swept = ", ".join(f"{k}={v!r}" for k, v in spec.describe(cfg).items())
+        warnings.warn(
+            f"sweep {spec.name!r}: point {int(p)} (config {cfg.hash()}; {swept}) had a "
+            f"non-finite training loss at step {int(step)}; its rows carry "
+            f"nonfinite_step = {int(step)} and the sweep continues",
+            NonFiniteRunWarning, stacklevel=3)
+    return len(bad)
+
+
+def run(spec: SweepSpec | str | Path | Mapping[str, Any], *, out: str | Path,
+        backend: str | Backend = "local", scheduler: str | None = None,
+        max_batch: int | None = None, memory_budget: int = DEFAULT_MEMORY_BUDGET,
+        quiet: bool = False) -> pd.DataFrame:
+    """Run a sweep into a results folder and return its table.
+
+    Every point is validated before anything is written. Points already in
+    ``out`` (from an earlier, possibly killed, run of the same spec) are skipped.
+
+    Args:
+        spec: a ``SweepSpec``, a TOML path or text, or a dict.
+        out: results folder (see ``clipsim.sweep.store``).
+        backend: ``"local"`` (this process), ``"dask"`` or a backend object.
+        scheduler: dask scheduler address; None with ``"dask"`` starts a 2-worker
+            ``LocalCluster`` for the run.
+        max_batch: at most this many runs per compiled batch; default from
+            ``memory_budget``.
+        memory_budget: bytes per batch for the estimate (default 2 GiB).
+        quiet: no progress bar.
+
+    Returns:
+        The table: one row per (run, logged step); see ``clipsim.sweep.table``.
+
+    Raises:
+        SpecError: the spec or one of its points is invalid (nothing written).
+        StoreMismatchError: ``out`` holds another spec's results.
+
+    Example:
+        >>> df = clipsim.sweep.run("experiments/sweeps/quick_tau.toml",
+        ...                        out="runs/quick_tau")          # doctest: +SKIP
+    """
+    spec = as_spec(spec)
+    points = spec.points()
+    _check_dtypes(points)
+    if max_batch is not None and max_batch < 1:
+        raise SpecError(f"max_batch = {max_batch} is invalid: must be >= 1")
+    backend_obj = make_backend(backend, scheduler=scheduler)
+    store = ResultsStore(out)
+    manifest = store.check(spec)
+    metrics = manifest["metrics"] if manifest else metric_columns(points)
+    store.open(spec, num_points=len(points), metrics=metrics, backend=backend_obj.name)
+    done = store.finished_hashes()
+    pending = [i for i, p in enumerate(points) if p.hash() not in done]
+    points_run, complete = 0, False
+    bar = tqdm(total=len(points), initial=len(points) - len(pending), unit="run",
+               desc=f"sweep {spec.name}", disable=quiet, dynamic_ncols=True)
+    try:
+        if pending:
+            with backend_obj as active:
+                tasks = plan_chunks(spec.name, points, pending, max_batch=max_batch,
+                                    memory_budget=memory_budget, parallelism=active.parallelism)
+                for task, frame in active.map_chunks(compute_chunk, tasks):
+                    store.write_part(task.chunk_id, frame)
+                    points_run += len(task.points)
+                    bar.update(len(task.points))
+                    _warn_nonfinite(spec, points, frame)
+        complete = True
+    finally:
+        bar.close()
+        store.close(points_run=points_run, complete=complete)
+    return store.read()

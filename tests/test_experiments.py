@@ -1,0 +1,76 @@
+"""Every reproduction script's quick mode runs and writes a well-formed record."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from clipsim.cli import main
+from clipsim.reproduce import EXPERIMENTS, experiments_dir, write_report
+
+VERDICTS = {"confirmed", "not confirmed", "inconclusive"}
+REQUIRED = ("name", "prediction", "title", "claim", "criterion", "verdict", "summary",
+            "key_numbers", "numbers", "configs", "seeds", "versions", "runtime_s")
+
+
+@pytest.fixture(scope="module")
+def quick_runs(tmp_path_factory) -> tuple[Path, dict[str, dict | Exception]]:
+    """Run every experiment's quick mode once; keep each record or the error it raised."""
+    from clipsim.reproduce import load_experiment
+
+    out = tmp_path_factory.mktemp("reproduce")
+    records: dict[str, dict | Exception] = {}
+    for name in EXPERIMENTS:
+        try:
+            records[name] = load_experiment(name).main(quick=True, out=out, quiet=True)
+        except Exception as err:  # reported by the test of that experiment
+            records[name] = err
+    return out, records
+
+
+def _finite_numbers(value) -> bool:
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, dict):
+        return all(_finite_numbers(v) for v in value.values())
+    if isinstance(value, list):
+        return all(_finite_numbers(v) for v in value)
+    return True
+
+
+@pytest.mark.parametrize("name", EXPERIMENTS)
+def test_quick_mode_writes_png_and_json(quick_runs, name):
+    out, records = quick_runs
+    record = records[name]
+    if isinstance(record, Exception):
+        raise record
+    assert (experiments_dir() / f"{name}.py").is_file()
+    png = out / f"{name}.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    on_disk = json.loads((out / f"{name}.json").read_text())
+    for key in REQUIRED:
+        assert key in on_disk, f"{name}.json lacks {key!r}"
+    assert on_disk["verdict"] in VERDICTS
+    assert on_disk["criterion"].strip() and on_disk["summary"].strip()
+    assert len(on_disk["seeds"]) >= 2
+    assert on_disk["quick"] is True
+    assert _finite_numbers(on_disk["numbers"]), f"{name}: non-finite numbers"
+    assert _finite_numbers(on_disk["key_numbers"])
+
+
+def test_report_lists_every_experiment(quick_runs):
+    out, records = quick_runs
+    done = [r for r in records.values() if isinstance(r, dict)]
+    report = write_report(done, out, quick=True).read_text()
+    for r in done:
+        assert f"`{r['name']}`" in report and f"({r['name']}.png)" in report
+        assert r["criterion"] in report
+
+
+def test_reproduce_command_rejects_unknown_names(tmp_path, capsys):
+    assert main(["reproduce", "no_such_result", "--quick", "--out", str(tmp_path / "r")]) == 2
+    assert "unknown experiment" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
