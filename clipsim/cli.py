@@ -50,6 +50,9 @@ def _train_args(p: argparse.ArgumentParser) -> None:
 def _train_run(args: argparse.Namespace) -> int:
     cfg = _load_config(args.config, args.set)  # validates before any compute
     import clipsim
+    from clipsim.sweep.cache import enable_compilation_cache
+
+    enable_compilation_cache()
     from clipsim.plots import plot_training_curves
     from clipsim.theory.report import bounds_table, format_table
 
@@ -136,4 +139,8 @@ def _register_optional_commands() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run through the imported module so subcommands registered on import
+    # (sweep, bounds, reproduce) land in the COMMANDS table this call reads.
+    from clipsim.cli import main as _main
+
+    sys.exit(_main())

@@ -87,9 +87,9 @@ def main(quick: bool = False, out: str | Path = "runs/reproduce", quiet: bool = 
     fig, axes = new_figure(ncols=2, width=4.4, height=3.4)
     ax = axes[0, 0]
     plot_metric(df, "objective.temperature", "margin_median", ax=ax, logx=True,
-                )
+                label="median margin", color="C0")
     plot_metric(df, "objective.temperature", "margin_p05", ax=ax, logx=True,
-                )
+                label="5th percentile", color="C1")
     grid = np.geomspace(min(taus), max(taus), 50)
     ax.plot(grid, np.minimum(grid * np.log(b - 1), 2.0), "k--", lw=1,
             label="tau log(B-1) (capped at 2)")
@@ -100,8 +100,7 @@ def main(quick: bool = False, out: str | Path = "runs/reproduce", quiet: bool = 
     ax.set_ylabel("test margin")
     ax.legend(fontsize=7)
     ax.set_title("margin delivered by training")
-    plot_metric(df, "objective.temperature", "zs_accuracy", ax=axes[0, 1], logx=True,
-                )
+    plot_metric(df, "objective.temperature", "zs_accuracy", ax=axes[0, 1], logx=True)
     axes[0, 1].set_xlabel("temperature tau")
     axes[0, 1].set_title("zero-shot accuracy")
 

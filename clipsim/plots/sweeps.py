@@ -21,7 +21,8 @@ def _label(value) -> str:
 
 
 def plot_metric(df: pd.DataFrame, x: str, metric: str, *, hue: str | None = None, ax=None,
-                logx: bool = False, path: str | Path | None = None, title: str | None = None):
+                logx: bool = False, path: str | Path | None = None, title: str | None = None,
+                label: str | None = None, color: str | None = None):
     """Draw the across-seed mean of ``metric`` against ``x`` with a +-1 standard-error band.
 
     Rows are grouped with ``clipsim.summarize``: by ``x`` (and ``hue``), over the runs'
@@ -36,6 +37,9 @@ def plot_metric(df: pd.DataFrame, x: str, metric: str, *, hue: str | None = None
         logx: log-scale x axis.
         path: if given, save the figure there (PNG) and close it.
         title: axes title.
+        label: legend label of the line when there is no ``hue`` (so several
+            metrics can share one axes).
+        color: line and band color when there is no ``hue``; default ``C0``.
 
     Returns:
         The axes: one line and one band (``fill_between``) per hue value.
@@ -54,10 +58,13 @@ def plot_metric(df: pd.DataFrame, x: str, metric: str, *, hue: str | None = None
         xs = sub[x].to_numpy()
         mean = sub[f"{metric}_mean"].to_numpy(float)
         sem = np.nan_to_num(sub[f"{metric}_sem"].to_numpy(float))
-        label = None if hue is None else _label(value[0] if isinstance(value, tuple) else value)
-        color = f"C{i % 10}"
-        ax.plot(xs, mean, marker="o", markersize=3, color=color, label=label)
-        ax.fill_between(xs, mean - sem, mean + sem, color=color, alpha=0.2, linewidth=0)
+        if hue is None:
+            line_label, line_color = label, color or "C0"
+        else:
+            line_label = _label(value[0] if isinstance(value, tuple) else value)
+            line_color = f"C{i % 10}"
+        ax.plot(xs, mean, marker="o", markersize=3, color=line_color, label=line_label)
+        ax.fill_between(xs, mean - sem, mean + sem, color=line_color, alpha=0.2, linewidth=0)
     if logx:
         ax.set_xscale("log")
     ax.set_xlabel(x)
