@@ -21,24 +21,7 @@ import json
 import sys
 import time
 
-from benchmarks.common import peak_rss_bytes, rss_bytes
-
-
-def _hwm_bytes() -> int:
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    return 0
-
-
-def _reset_hwm() -> bool:
-    try:
-        with open("/proc/self/clear_refs", "w") as fh:
-            fh.write("5")
-        return True
-    except OSError:
-        return False
+from benchmarks.common import hwm_bytes, peak_rss_bytes, reset_hwm, rss_bytes
 
 
 def main(argv: list[str]) -> int:
@@ -62,7 +45,7 @@ def main(argv: list[str]) -> int:
             compile_secs[fun] += secs
             if "sweep_chunk" in fun and "rss_after_compile" not in marks:
                 marks["rss_after_compile"] = rss_bytes()
-                marks["hwm_reset"] = _reset_hwm()
+                marks["hwm_reset"] = reset_hwm()
         elif name == "/jax/compilation_cache/compile_time_saved_sec":
             events["compile_time_saved_ms"] += int(secs * 1000)
 
@@ -91,7 +74,7 @@ def main(argv: list[str]) -> int:
         "rss_base": base,
         "rss_peak": peak_rss_bytes(),
         "rss_after_compile": marks.get("rss_after_compile"),
-        "rss_exec_peak": _hwm_bytes() if marks.get("hwm_reset") else None,
+        "rss_exec_peak": hwm_bytes() if marks.get("hwm_reset") else None,
         "jax": jax.__version__,
     }))
     return code

@@ -134,3 +134,22 @@ def fmt_bytes(n: float) -> str:
     if n >= 2**30:
         return f"{n / 2**30:.2f} GiB"
     return f"{n / 2**20:.0f} MiB"
+
+
+def hwm_bytes() -> int:
+    """Peak resident set size of this process since the last reset (bytes)."""
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def reset_hwm() -> bool:
+    """Reset the peak-RSS counter (Linux ``clear_refs``); False where not allowed."""
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+        return True
+    except OSError:
+        return False

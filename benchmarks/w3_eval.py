@@ -30,24 +30,15 @@ import sys
 import time
 from typing import Any
 
-from benchmarks.common import fmt_bytes, fmt_seconds, median, rss_bytes, run_json_subprocess
-
-
-def _hwm_bytes() -> int:
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    return 0
-
-
-def _reset_hwm() -> bool:
-    try:
-        with open("/proc/self/clear_refs", "w") as fh:
-            fh.write("5")
-        return True
-    except OSError:
-        return False
+from benchmarks.common import (
+    fmt_bytes,
+    fmt_seconds,
+    hwm_bytes,
+    median,
+    reset_hwm,
+    rss_bytes,
+    run_json_subprocess,
+)
 
 
 def _config(n: int):
@@ -168,12 +159,12 @@ def _child(case: str, n: int, repeats: int, compile_only: bool) -> dict[str, Any
         bounds_table(_config(1000), key=jax.random.key(0), num_batches=4)  # warm the code paths
         times = []
         base = rss_bytes()
-        _reset_hwm()
+        reset_hwm()
         for _ in range(repeats):
             start = time.perf_counter()
             rows = bounds_table(cfg, key=jax.random.key(2))
             times.append(time.perf_counter() - start)
-        out.update(run_s=times, rss_base=base, rss_peak=_hwm_bytes(), rows=len(rows),
+        out.update(run_s=times, rss_base=base, rss_peak=hwm_bytes(), rows=len(rows),
                    compile_s=None, xla_temp_bytes=None)
         return out
     if case == "evaluate_vmap":
@@ -189,13 +180,13 @@ def _child(case: str, n: int, repeats: int, compile_only: bool) -> dict[str, Any
         return out
     jax.block_until_ready(args)
     base = rss_bytes()
-    _reset_hwm()
+    reset_hwm()
     times, values = [], None
     for _ in range(repeats):
         start = time.perf_counter()
         values = jax.block_until_ready(compiled(*args))
         times.append(time.perf_counter() - start)
-    out.update(run_s=times, rss_base=base, rss_peak=_hwm_bytes(),
+    out.update(run_s=times, rss_base=base, rss_peak=hwm_bytes(),
                values={k: float(np.asarray(v)) for k, v in values.items()})
     return out
 

@@ -102,6 +102,8 @@ def main(quick: bool = False, out: str | Path = "runs/reproduce", quiet: bool = 
     ax.set_title("margin delivered by training")
     plot_metric(df, "objective.temperature", "zs_accuracy", ax=axes[0, 1], logx=True)
     axes[0, 1].set_xlabel("temperature tau")
+    axes[0, 1].set_ylabel("zero-shot top-1 accuracy")
+    axes[0, 1].set_ylim(0.0, 1.05)
     axes[0, 1].set_title("zero-shot accuracy")
 
     numbers = {
