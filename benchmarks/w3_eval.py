@@ -72,6 +72,8 @@ def blocked_margin_stats(emb_a, emb_b, latents, *, atol: float = 1e-6, block: in
     import jax
     import jax.numpy as jnp
 
+    from clipsim.metrics import margin_summary
+
     n = emb_a.shape[0]
     nb = -(-n // block)
     pad = nb * block - n
@@ -92,16 +94,7 @@ def blocked_margin_stats(emb_a, emb_b, latents, *, atol: float = 1e-6, block: in
         return margins.astype(s.dtype), counts
 
     margins, counts = jax.lax.map(one, (a_blocks, z_blocks, idx))
-    margins, counts = margins.reshape(-1)[:n], counts.reshape(-1)[:n]
-    dtype = margins.dtype
-    nonpositive = jnp.where(jnp.isnan(margins), jnp.nan, (margins <= 0).astype(dtype))
-    return {
-        "margin_median": jnp.nanmedian(margins),
-        "margin_p05": jnp.nanpercentile(margins, 5.0).astype(dtype),
-        "margin_frac_nonpositive": jnp.nanmean(nonpositive),
-        "unexpected_positive_rate": jnp.mean((counts > 0).astype(dtype)),
-        "unexpected_positive_mean": jnp.mean(counts.astype(dtype)),
-    }
+    return margin_summary(margins.reshape(-1)[:n], counts.reshape(-1)[:n])
 
 
 def _case_fn(case: str, n: int):

@@ -116,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``clipsim`` console script; returns the exit code."""
-    _register_optional_commands()
+    _register_commands()
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
@@ -126,16 +126,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
-def _register_optional_commands() -> None:
-    """Import modules whose commands add themselves to ``COMMANDS``."""
-    import importlib
-
-    for module in ("clipsim.theory.cli", "clipsim.sweep.cli", "clipsim.reproduce"):
-        try:
-            importlib.import_module(module)
-        except ModuleNotFoundError as err:
-            if err.name is None or not module.startswith(err.name):
-                raise
+def _register_commands() -> None:
+    """Import the modules whose subcommands add themselves to ``COMMANDS``."""
+    import clipsim.reproduce  # noqa: F401
+    import clipsim.sweep.cli  # noqa: F401
+    import clipsim.theory.cli  # noqa: F401
 
 
 if __name__ == "__main__":

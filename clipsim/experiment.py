@@ -21,7 +21,7 @@ import pandas as pd
 from clipsim.config import RunConfig
 
 __all__ = ["Prediction", "versions", "verdict", "run_grid", "final_rows", "seed_stats",
-           "finish", "run_stacked", "CONFIRMED", "NOT_CONFIRMED", "INCONCLUSIVE"]
+           "finish", "run_stacked", "run_script", "CONFIRMED", "NOT_CONFIRMED", "INCONCLUSIVE"]
 
 CONFIRMED, NOT_CONFIRMED, INCONCLUSIVE = "confirmed", "not confirmed", "inconclusive"
 
@@ -180,3 +180,20 @@ def run_stacked(fn: Any, configs: list[RunConfig]) -> Any:
 
     keys = jnp.stack([jax.random.key(int(c.seed)) for c in configs])
     return jax.jit(jax.vmap(flat_fn, in_axes=(axes, 0)))(leaves, keys)
+
+
+def run_script(main: Any, doc: str | None) -> None:
+    """Command line of an experiment script: ``[--quick] [--out DIR]``, then print the verdict.
+
+    Args:
+        main: the script's ``main(quick=..., out=..., quiet=...)``.
+        doc: the script's module docstring (its first line describes the command).
+    """
+    import argparse
+
+    parser = argparse.ArgumentParser(description=(doc or "").strip().splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="smoke-test sizes")
+    parser.add_argument("--out", default="runs/reproduce", help="output folder")
+    args = parser.parse_args()
+    record = main(quick=args.quick, out=args.out, quiet=False)
+    print(record["verdict"], "-", record["summary"])

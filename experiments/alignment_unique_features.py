@@ -22,7 +22,6 @@ Run: ``python experiments/alignment_unique_features.py [--quick] [--out DIR]``.
 
 from __future__ import annotations
 
-import argparse
 import time
 from pathlib import Path
 
@@ -30,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from clipsim.config import RunConfig
-from clipsim.experiment import Prediction, final_rows, finish, run_grid, seed_stats
+from clipsim.experiment import Prediction, final_rows, finish, run_grid, run_script, seed_stats
 from clipsim.plots import new_figure, plot_metric
 
 PREDICTION = Prediction(
@@ -237,9 +236,4 @@ def main(quick: bool = False, out: str | Path = "runs/reproduce", quiet: bool = 
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--out", default="runs/reproduce")
-    args = parser.parse_args()
-    record = main(quick=args.quick, out=args.out, quiet=False)
-    print(record["verdict"], "-", record["summary"])
+    run_script(main, __doc__)

@@ -28,7 +28,6 @@ Run: ``python experiments/generalization_batches.py [--quick] [--out DIR]``.
 
 from __future__ import annotations
 
-import argparse
 import time
 from pathlib import Path
 
@@ -40,7 +39,7 @@ import pandas as pd
 from clipsim import theory
 from clipsim.config import RunConfig
 from clipsim.data import Batch, sample_pairs
-from clipsim.experiment import Prediction, finish, run_stacked, seed_stats
+from clipsim.experiment import Prediction, finish, run_script, run_stacked, seed_stats
 from clipsim.plots import new_figure, plot_metric
 from clipsim.train import STREAM_EVAL, STREAM_TRAIN_SET, objective_loss, train_program, world_for
 
@@ -292,9 +291,4 @@ def main(quick: bool = False, out: str | Path = "runs/reproduce", quiet: bool = 
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--out", default="runs/reproduce")
-    args = parser.parse_args()
-    record = main(quick=args.quick, out=args.out, quiet=False)
-    print(record["verdict"], "-", record["summary"])
+    run_script(main, __doc__)

@@ -21,7 +21,6 @@ Run: ``python experiments/loss_floor.py [--quick] [--out DIR]``.
 
 from __future__ import annotations
 
-import argparse
 import time
 from pathlib import Path
 
@@ -34,7 +33,7 @@ from clipsim import objectives, theory
 from clipsim.config import RunConfig
 from clipsim.data import oracle_encoders, sample_pairs
 from clipsim.evaluation import embedding_functions
-from clipsim.experiment import Prediction, finish, run_stacked, seed_stats
+from clipsim.experiment import Prediction, finish, run_script, run_stacked, seed_stats
 from clipsim.plots import new_figure
 from clipsim.train import STREAM_EVAL, train_program, world_for
 
@@ -227,9 +226,4 @@ def main(quick: bool = False, out: str | Path = "runs/reproduce", quiet: bool = 
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--out", default="runs/reproduce")
-    args = parser.parse_args()
-    record = main(quick=args.quick, out=args.out, quiet=False)
-    print(record["verdict"], "-", record["summary"])
+    run_script(main, __doc__)

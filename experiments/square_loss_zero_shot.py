@@ -32,7 +32,6 @@ Run: ``python experiments/square_loss_zero_shot.py [--quick] [--out DIR]``.
 
 from __future__ import annotations
 
-import argparse
 import time
 from pathlib import Path
 
@@ -40,7 +39,7 @@ import numpy as np
 import pandas as pd
 
 from clipsim.config import RunConfig
-from clipsim.experiment import Prediction, finish, run_grid, seed_stats
+from clipsim.experiment import Prediction, finish, run_grid, run_script, seed_stats
 from clipsim.plots import new_figure
 
 PREDICTION = Prediction(
@@ -207,9 +206,4 @@ def main(quick: bool = False, out: str | Path = "runs/reproduce", quiet: bool = 
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--out", default="runs/reproduce")
-    args = parser.parse_args()
-    record = main(quick=args.quick, out=args.out, quiet=False)
-    print(record["verdict"], "-", record["summary"])
+    run_script(main, __doc__)

@@ -26,7 +26,6 @@ Run: ``python experiments/three_modalities.py [--quick] [--out DIR]``.
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import time
 from pathlib import Path
@@ -39,7 +38,7 @@ import optax
 from clipsim import metrics
 from clipsim.config import RunConfig
 from clipsim.data.multiview import make_worlds, sample_views, view_dims, view_prompts
-from clipsim.experiment import Prediction, finish
+from clipsim.experiment import Prediction, finish, run_script
 from clipsim.models import encode, init_encoder
 from clipsim.objectives import clip_init_params, clip_temperature, multimodal_clip
 from clipsim.plots import new_figure
@@ -313,9 +312,4 @@ def main(quick: bool = False, out: str | Path = "runs/reproduce", quiet: bool = 
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--out", default="runs/reproduce")
-    args = parser.parse_args()
-    record = main(quick=args.quick, out=args.out, quiet=False)
-    print(record["verdict"], "-", record["summary"])
+    run_script(main, __doc__)

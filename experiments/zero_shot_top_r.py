@@ -33,7 +33,6 @@ Run: ``python experiments/zero_shot_top_r.py [--quick] [--out DIR]``.
 
 from __future__ import annotations
 
-import argparse
 import time
 from pathlib import Path
 
@@ -45,7 +44,7 @@ from clipsim import theory
 from clipsim.config import RunConfig
 from clipsim.data import prompts, sample_test_images
 from clipsim.evaluation import embedding_functions
-from clipsim.experiment import Prediction, finish, run_stacked
+from clipsim.experiment import Prediction, finish, run_script, run_stacked
 from clipsim.models import normalize_rows
 from clipsim.plots import new_figure
 from clipsim.theory.report import DEFAULT_TEMPERATURE_GRID
@@ -354,9 +353,4 @@ def main(quick: bool = False, out: str | Path = "runs/reproduce", quiet: bool = 
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--out", default="runs/reproduce")
-    args = parser.parse_args()
-    record = main(quick=args.quick, out=args.out, quiet=False)
-    print(record["verdict"], "-", record["summary"])
+    run_script(main, __doc__)

@@ -13,7 +13,7 @@ Modules: :mod:`~clipsim.metrics.similarity` (scores), :mod:`~clipsim.metrics.mar
 
 from clipsim.metrics.alignment import modality_gap, positive_cosine, uniformity
 from clipsim.metrics.bundle import embedding_metrics
-from clipsim.metrics.margins import margin_stats, pair_margins, same_latent_mask
+from clipsim.metrics.margins import margin_stats, margin_summary, pair_margins, same_latent_mask
 from clipsim.metrics.probe import linear_probe_accuracy
 from clipsim.metrics.recovery import principal_angles, ridge_r2, unique_weight_share
 from clipsim.metrics.retrieval import retrieval_recall
@@ -25,6 +25,7 @@ __all__ = [
     "l2_normalize",
     "linear_probe_accuracy",
     "margin_stats",
+    "margin_summary",
     "modality_gap",
     "pair_margins",
     "positive_cosine",

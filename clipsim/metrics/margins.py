@@ -8,7 +8,7 @@ from jax.typing import ArrayLike
 from clipsim.metrics._checks import as_float, check_ndim, check_same_rows
 from clipsim.metrics.similarity import scores
 
-__all__ = ["margin_stats", "pair_margins", "same_latent_mask"]
+__all__ = ["margin_stats", "margin_summary", "pair_margins", "same_latent_mask"]
 
 
 def same_latent_mask(latents: ArrayLike, *, atol: float = 1e-6) -> jnp.ndarray:
@@ -114,7 +114,26 @@ def margin_stats(
     Returns:
         Dict of the five scalars above.
     """
-    margins, counts = pair_margins(emb_a, emb_b, latents, atol=atol)
+    return margin_summary(*pair_margins(emb_a, emb_b, latents, atol=atol))
+
+
+def margin_summary(margins: jnp.ndarray, counts: jnp.ndarray) -> dict[str, jnp.ndarray]:
+    """The five statistics of ``margin_stats`` from per-pair margins and counts.
+
+    Lets a caller that computes ``pair_margins`` another way (for example in row
+    blocks, for n too large for an n x n score matrix) report the same numbers.
+
+    Reduction: as ``margin_stats`` (median, 5th percentile and means over pairs;
+    NaN margins skipped).
+
+    Args:
+        margins: per-pair margins m_i, shape ``(n,)``; NaN where undefined.
+        counts: same-latent negatives per pair, shape ``(n,)``, integer.
+
+    Returns:
+        Dict with ``margin_median``, ``margin_p05``, ``margin_frac_nonpositive``,
+        ``unexpected_positive_rate``, ``unexpected_positive_mean``.
+    """
     dtype = margins.dtype
     nonpositive = jnp.where(jnp.isnan(margins), jnp.nan, (margins <= 0).astype(dtype))
     return {
