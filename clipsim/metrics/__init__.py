@@ -13,6 +13,7 @@ Modules: :mod:`~clipsim.metrics.similarity` (scores), :mod:`~clipsim.metrics.mar
 
 from clipsim.metrics.alignment import modality_gap, positive_cosine, uniformity
 from clipsim.metrics.bundle import embedding_metrics
+from clipsim.metrics.invariance import unique_energy_share, unique_invariance
 from clipsim.metrics.margins import margin_stats, margin_summary, pair_margins, same_latent_mask
 from clipsim.metrics.probe import linear_probe_accuracy
 from clipsim.metrics.recovery import principal_angles, ridge_r2, unique_weight_share
@@ -36,6 +37,8 @@ __all__ = [
     "scores",
     "unique_weight_share",
     "uniformity",
+    "unique_energy_share",
+    "unique_invariance",
     "zero_shot_loss",
     "zero_shot_metrics",
     "zero_shot_ranks",
