@@ -53,7 +53,7 @@ def main(argv: list[str]) -> int:
     monitoring.register_event_duration_secs_listener(on_duration)
 
     import clipsim.cli
-    import clipsim.sweep.cli  # noqa: F401  (registers the command; imports pandas etc.)
+    import clipsim.cli.sweep  # noqa: F401  (imports pandas etc. before the baseline)
     from clipsim.sweep import engine
 
     jnp.zeros(8).block_until_ready()  # start the backend before the baseline

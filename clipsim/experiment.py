@@ -8,8 +8,6 @@ verdict from the criterion, and writes ``<name>.png`` and ``<name>.json`` with
 
 from __future__ import annotations
 
-import importlib.metadata
-import platform
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -19,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from clipsim.config import RunConfig
+from clipsim.io import package_versions as versions
 
 __all__ = ["Prediction", "versions", "verdict", "run_grid", "final_rows", "seed_stats",
            "finish", "run_stacked", "run_script", "CONFIRMED", "NOT_CONFIRMED", "INCONCLUSIVE"]
@@ -43,17 +42,6 @@ class Prediction:
     title: str
     claim: str
     criterion: str
-
-
-def versions() -> dict[str, str]:
-    """Versions of Python and the packages results depend on."""
-    out = {"python": platform.python_version()}
-    for pkg in ("clipsim", "jax", "jaxlib", "numpy", "optax", "scipy", "pandas"):
-        try:
-            out[pkg] = importlib.metadata.version(pkg)
-        except importlib.metadata.PackageNotFoundError:
-            out[pkg] = "not installed"
-    return out
 
 
 def verdict(passed: bool | None) -> str:
@@ -109,8 +97,8 @@ def finish(prediction: Prediction, *, out: Path, fig: Any, passed: bool | None,
         quick: whether this was a quick run.
         summary: one paragraph saying what was found.
     """
+    from clipsim.io import dumps
     from clipsim.plots import save
-    from clipsim.reproduce import dumps
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -1,26 +1,33 @@
-"""``clipsim reproduce``: run the experiment scripts and write a report.
+"""Reproductions: find the experiment modules, run them, write ``report.md``.
 
-Each prediction of THEORY.md section 6 has one script ``experiments/<name>.py``
-with ``main(quick=False, out=...)`` that writes ``<name>.png`` and
-``<name>.json`` (numbers, criterion, verdict, configs, versions, run time) and
-returns the JSON record. This module finds the scripts, runs the requested ones
-and writes ``report.md``: a table of prediction, criterion, verdict and key
-numbers, followed by every figure.
+Each prediction has one module ``experiments/<name>.py`` with
+``main(quick=False, out=...)`` that writes ``<name>.png`` and ``<name>.json``
+(numbers, criterion, verdict, configs, versions, run time) and returns the JSON
+record. The ``experiments/`` folder is installed as the package
+``clipsim_experiments``, together with its ready-made run configs
+(``configs/*.toml``) and sweep files (``sweeps/*.toml``), so an installed wheel
+runs its own reproductions. This module imports the experiments by name, runs the
+requested ones and writes ``report.md``: a table of prediction, criterion,
+verdict and key numbers, followed by every figure. ``clipsim reproduce`` is its
+command line.
 """
 
 from __future__ import annotations
 
-import argparse
-import importlib.util
-import json
+import importlib
 import time
+from importlib import resources
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from clipsim.cli import COMMANDS, UsageError
+from clipsim.io import write_atomic
 
-__all__ = ["EXPERIMENTS", "experiments_dir", "load_experiment", "run_experiments", "write_report"]
+__all__ = ["EXPERIMENTS", "EXPERIMENTS_PACKAGE", "ExperimentError", "experiments_dir",
+           "load_experiment", "run_experiments", "write_report", "shipped_files", "shipped_file"]
+
+EXPERIMENTS_PACKAGE = "clipsim_experiments"
+"""The installed name of the top-level ``experiments/`` folder."""
 
 EXPERIMENTS: tuple[str, ...] = (
     "margin_vs_temperature",
@@ -35,38 +42,80 @@ EXPERIMENTS: tuple[str, ...] = (
 )
 """Experiment names in report order (P1 to P8, then the extension)."""
 
+SHIPPED_KINDS: tuple[str, ...] = ("configs", "sweeps")
+
+
+class ExperimentError(ValueError):
+    """An unknown experiment or a missing shipped file (one-line message)."""
+
 
 def experiments_dir() -> Path:
-    """The repository's ``experiments/`` folder (next to the ``clipsim`` package)."""
-    return Path(__file__).resolve().parents[1] / "experiments"
+    """The folder of the installed experiments package (``experiments/`` in a source tree).
+
+    Raises:
+        ExperimentError: the package is not installed (reinstall clipsim).
+    """
+    try:
+        return Path(str(resources.files(EXPERIMENTS_PACKAGE)))
+    except ModuleNotFoundError:
+        raise ExperimentError(f"the experiments package {EXPERIMENTS_PACKAGE!r} is not "
+                              "installed; reinstall clipsim (pip install -e .)") from None
 
 
 def load_experiment(name: str) -> ModuleType:
-    """Import ``experiments/<name>.py`` as a module.
+    """Import the experiment module ``clipsim_experiments.<name>``.
+
+    Args:
+        name: one of ``EXPERIMENTS``.
 
     Raises:
-        UsageError: unknown name, or the script is missing.
+        ExperimentError: unknown name, or the experiments package is not installed.
     """
     if name not in EXPERIMENTS:
-        raise UsageError(f"unknown experiment {name!r}; known: {', '.join(EXPERIMENTS)}, all")
-    path = experiments_dir() / f"{name}.py"
-    if not path.is_file():
-        raise UsageError(f"experiment script {path} is missing")
-    spec = importlib.util.spec_from_file_location(f"clipsim_experiments.{name}", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+        raise ExperimentError(f"unknown experiment {name!r}; known: {', '.join(EXPERIMENTS)}, all")
+    experiments_dir()  # a clear error when the package is missing
+    return importlib.import_module(f"{EXPERIMENTS_PACKAGE}.{name}")
 
 
-def run_experiments(names: list[str], *, out: Path, quick: bool,
+def shipped_files(kind: str) -> dict[str, Path]:
+    """The ready-made files shipped with the experiments.
+
+    Args:
+        kind: ``"configs"`` (run configs) or ``"sweeps"`` (sweep files).
+
+    Returns:
+        Name (file stem) -> path of each ``<kind>/*.toml``, sorted by name.
+    """
+    if kind not in SHIPPED_KINDS:
+        raise ExperimentError(f"kind {kind!r} is invalid: use one of {', '.join(SHIPPED_KINDS)}")
+    folder = experiments_dir() / kind
+    return {p.stem: p for p in sorted(folder.glob("*.toml"))}
+
+
+def shipped_file(kind: str, name: str) -> Path | None:
+    """The shipped ``<kind>/<name>.toml`` (``name`` with or without ``.toml``), or None."""
+    stem = name[:-5] if name.endswith(".toml") else name
+    return shipped_files(kind).get(stem)
+
+
+def run_experiments(names: list[str], *, out: str | Path, quick: bool,
                     quiet: bool = False) -> list[dict[str, Any]]:
     """Run the named experiments into ``out`` and write ``out/report.md``.
 
+    Args:
+        names: experiment names (see ``EXPERIMENTS``), all checked before any runs.
+        out: output folder (created if missing).
+        quick: smoke-test sizes (seconds per experiment; verdicts are not evidence).
+        quiet: print no progress.
+
     Returns:
         The JSON records, in the order run.
+
+    Raises:
+        ExperimentError: an unknown name (nothing is run or written).
     """
     modules = [load_experiment(n) for n in names]  # fail on a bad name before running any
+    out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     records = []
     for name, module in zip(names, modules, strict=True):
@@ -93,8 +142,9 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
-def write_report(records: list[dict[str, Any]], out: Path, *, quick: bool) -> Path:
-    """Write ``out/report.md``: the verdict table and every figure."""
+def write_report(records: list[dict[str, Any]], out: str | Path, *, quick: bool) -> Path:
+    """Write ``out/report.md`` (atomically): the verdict table and every figure."""
+    out = Path(out)
     lines = [
         "# clipsim reproduction report",
         "",
@@ -111,44 +161,4 @@ def write_report(records: list[dict[str, Any]], out: Path, *, quick: bool) -> Pa
         lines += [f"## {r['prediction']}: {r['title']}", "", r.get("summary", ""), "",
                   f"![{r['name']}]({r['name']}.png)", "",
                   f"Seeds: {r['seeds']}; run time {r['runtime_s']:.0f} s.", ""]
-    path = out / "report.md"
-    path.write_text("\n".join(lines))
-    return path
-
-
-def _args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("name", help=f"an experiment ({', '.join(EXPERIMENTS)}) or 'all'")
-    p.add_argument("--out", required=True, help="output folder for figures, JSON and report.md")
-    p.add_argument("--quick", action="store_true", help="smoke-test sizes (seconds per experiment)")
-    p.add_argument("--quiet", action="store_true", help="no progress output")
-
-
-def _run(args: argparse.Namespace) -> int:
-    names = list(EXPERIMENTS) if args.name == "all" else [args.name]
-    records = run_experiments(names, out=Path(args.out), quick=args.quick, quiet=args.quiet)
-    if not args.quiet:
-        width = max(len(r["name"]) for r in records)
-        for r in records:
-            print(f"{r['prediction']:<4} {r['name']:<{width}}  {r['verdict']}")
-        print(f"\nwrote {Path(args.out) / 'report.md'}")
-    return 0
-
-
-COMMANDS["reproduce"] = ("run the paper-reproduction experiments and write a report",
-                         _args, _run)
-
-# JSON helpers shared by the experiment scripts ---------------------------------
-
-
-def dumps(record: dict[str, Any]) -> str:
-    """JSON text of a record; NumPy scalars and arrays become plain numbers and lists."""
-    import numpy as np
-
-    def default(value: Any) -> Any:
-        if isinstance(value, (np.floating, np.integer, np.bool_)):
-            return value.item()
-        if isinstance(value, np.ndarray):
-            return value.tolist()
-        raise TypeError(f"not JSON serializable: {type(value).__name__}")
-
-    return json.dumps(record, indent=2, default=default, allow_nan=True)
+    return write_atomic(out / "report.md", "\n".join(lines))

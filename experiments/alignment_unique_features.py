@@ -1,6 +1,6 @@
 """P2: CLIP keeps the shared features and drops the modality-unique ones.
 
-THEORY.md section 1: an image x = A_z z + A_xi xi + eps carries the shared latent
+docs/theory.md, section 1: an image x = A_z z + A_xi xi + eps carries the shared latent
 z and image-unique features xi that its caption does not describe (the caption
 carries its own text-unique features zeta, and may omit shared coordinates).
 Since xi is independent of the text, CLIP's objective gains nothing from it, and

@@ -1,6 +1,6 @@
 """P4: a regularizer on positive pairs raises margins and zero-shot accuracy.
 
-THEORY.md section 3: ``clip_reg`` adds lambda (1/B) sum_i ||f(x_i) - g(y_i)||^2 to
+docs/theory.md, section 3: ``clip_reg`` adds lambda (1/B) sum_i ||f(x_i) - g(y_i)||^2 to
 the CLIP loss, which for unit vectors is 2 lambda (1/B) sum_i (1 - s_ii): it
 touches positive pairs only. The paper argues that this one-sided term keeps
 pulling positives together after the CLIP loss has saturated (E5: its gradient

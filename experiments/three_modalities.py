@@ -1,6 +1,6 @@
 """X1 (extension): CLIP over three modalities, one clip term per pair of modalities.
 
-THEORY.md section 3 extends the objective to M >= 3 modalities, each pair of
+Section 3 of docs/theory.md extends the objective to M >= 3 modalities, each pair of
 modalities contributing a ``clip`` term (``clipsim.objectives.multimodal_clip``).
 Does pairwise CLIP align all three and transfer zero-shot across every pair?
 

@@ -1,6 +1,6 @@
 """P7: zero-shot top-r error against the E2 bound, and under shift against E7.
 
-THEORY.md E2: if at least r class prompts score at or above the true class,
+docs/theory.md, E2: if at least r class prompts score at or above the true class,
 the zero-shot loss l_zs = log(1 + sum_{c != c(x)} exp((s_c - s_c(x))/tau)) is at
 least log(1 + r), so for any model and every tau > 0,
 top-r error <= E[l_zs] / log(1 + r); the toolkit reports the best tau of a grid

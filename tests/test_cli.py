@@ -1,4 +1,4 @@
-"""The command line: help, a training run that writes its files, clean user errors."""
+"""The command line: help, a training run that writes its folder, clean user errors."""
 
 from __future__ import annotations
 
@@ -6,9 +6,14 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
-from clipsim.cli import main
+import clipsim
+from clipsim.cli import COMMANDS, build_parser, main
+from clipsim.cli._common import UsageError, parse_overrides, resolve_file
+from clipsim.io import load_run
+from clipsim.reproduce import shipped_files
 from tests.conftest import tiny_config
 
 
@@ -19,27 +24,80 @@ def tiny_toml(tmp_path):
     return path
 
 
-def test_help_lists_commands(capsys):
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """One ``clipsim train`` run folder (tiny config, temperature overridden)."""
+    tmp = tmp_path_factory.mktemp("cli")
+    cfg = tmp / "tiny.toml"
+    cfg.write_text(tiny_config().to_toml())
+    out = tmp / "run"
+    assert main(["train", str(cfg), "--out", str(out), "--quiet",
+                 "--set", "objective.temperature=0.2"]) == 0
+    return out
+
+
+def test_help_lists_every_command(capsys):
     with pytest.raises(SystemExit) as info:
         main(["--help"])
     assert info.value.code == 0
-    assert "train" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    for name, module in COMMANDS.items():
+        assert name in printed and module.HELP in printed
+    for name in COMMANDS:
+        with pytest.raises(SystemExit) as info:
+            main([name, "--help"])
+        assert info.value.code == 0
+        assert "usage: clipsim " + name in capsys.readouterr().out
+
+
+def test_each_command_module_has_the_table_interface():
+    for module in COMMANDS.values():
+        assert isinstance(module.HELP, str) and "\n" not in module.HELP
+        assert callable(module.add_arguments) and callable(module.run)
+    assert set(build_parser()._subparsers._group_actions[0].choices) == set(COMMANDS)
+
+
+def test_help_mentions_shipped_names(capsys):
     with pytest.raises(SystemExit):
         main(["train", "--help"])
-    assert "--out" in capsys.readouterr().out
+    assert "onehot_linear" in capsys.readouterr().out
 
 
-def test_train_writes_metrics_and_figure(tiny_toml, tmp_path, capsys):
-    out = tmp_path / "run"
-    code = main(["train", str(tiny_toml), "--out", str(out),
-                 "--set", "objective.temperature=0.2"])
-    assert code == 0
-    record = json.loads((out / "metrics.json").read_text())
+def test_train_writes_the_run_folder(trained):
+    record = json.loads((trained / "metrics.json").read_text())
     assert record["config"]["objective"]["temperature"] == 0.2
     assert len(record["config_hash"]) == 12
     assert 0.0 <= record["metrics"]["zs_accuracy"] <= 1.0
     assert len(record["history"]["loss"]) == 4
-    assert (out / "training.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert record["versions"]["jax"] and record["versions"]["numpy"] == np.__version__
+    assert {row["statement"][:2] for row in record["bounds"]} >= {"E1", "E7"}
+    assert (trained / "training.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (trained / "params.npz").is_file() and (trained / "config.toml").is_file()
+    assert not [p for p in trained.parent.iterdir() if p.name.startswith(".")]
+
+
+def test_train_then_bounds_round_trip_through_load_run(trained, capsys):
+    record = json.loads((trained / "metrics.json").read_text())
+    result = load_run(trained)
+    assert result.config.hash() == record["config_hash"]
+    np.testing.assert_allclose(result.history["loss"], record["history"]["loss"])
+    report = clipsim.evaluate(result)  # the reloaded model gives the metrics of the run
+    for name, value in record["metrics"].items():
+        if value is None:
+            assert np.isnan(report[name]), name
+        else:
+            assert report[name] == pytest.approx(value, rel=1e-5, abs=1e-6), name
+    assert main(["bounds", str(trained)]) == 0
+    printed = capsys.readouterr().out
+    for name in ("E1", "E2", "E3", "E4", "E5", "E6", "E7"):
+        assert name in printed
+    assert main(["bounds", str(trained), "--json", "--batches", "4"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert {r["statement"][:2] for r in rows} >= {"E1", "E7"}
+
+
+def test_prints_the_table_unless_quiet(tiny_toml, tmp_path, capsys):
+    assert main(["train", str(tiny_toml), "--out", str(tmp_path / "run")]) == 0
     printed = capsys.readouterr().out
     assert "zs_accuracy" in printed and "metrics.json" in printed
 
@@ -55,15 +113,62 @@ def test_bad_config_is_one_line_exit_2_nothing_written(tmp_path, capsys, content
     out = tmp_path / "never"
     assert main(["train", str(cfg), "--out", str(out)]) == 2
     err = capsys.readouterr().err.strip()
+    assert err.startswith("clipsim train: error:")
     assert message in err and "\n" not in err and "Traceback" not in err
     assert not out.exists()
 
 
-def test_bad_override_is_reported(tiny_toml, tmp_path, capsys):
-    code = main(["train", str(tiny_toml), "--out", str(tmp_path / "x"),
-                 "--set", "objective.temprature=0.1"])
-    assert code == 2
-    assert "objective.temprature" in capsys.readouterr().err
+@pytest.mark.parametrize("override, message", [
+    ("objective.temprature=0.1", "objective.temprature"),
+    ("objective.temperature", "FIELD=VALUE"),
+    ("=3", "FIELD=VALUE"),
+])
+def test_bad_override_is_one_line_exit_2(tiny_toml, tmp_path, capsys, override, message):
+    assert main(["train", str(tiny_toml), "--out", str(tmp_path / "x"), "--set", override]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and "\n" not in err
+    assert not (tmp_path / "x").exists()
+
+
+def test_out_that_is_a_file_is_refused_before_training(tiny_toml, tmp_path, capsys):
+    taken = tmp_path / "taken"
+    taken.write_text("keep me")
+    assert main(["train", str(tiny_toml), "--out", str(taken)]) == 2
+    assert "existing file" in capsys.readouterr().err
+    assert taken.read_text() == "keep me"
+
+
+def test_bounds_of_a_folder_that_is_not_a_run(tmp_path, capsys):
+    assert main(["bounds", str(tmp_path)]) == 2
+    assert "not a run folder" in capsys.readouterr().err
+    assert main(["bounds", str(tmp_path / "nowhere.toml")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_overrides_are_json_values_else_strings():
+    assert parse_overrides(["a.b=1", "c=0.5", "d=[1, 2]", "e=clip", "f=true"]) == {
+        "a.b": 1, "c": 0.5, "d": [1, 2], "e": "clip", "f": True}
+    with pytest.raises(UsageError, match="FIELD=VALUE"):
+        parse_overrides(["nothing"])
+
+
+def test_bare_names_resolve_to_shipped_files(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert resolve_file("onehot_linear", "configs") == shipped_files("configs")["onehot_linear"]
+    assert resolve_file("quick_tau.toml", "sweeps") == shipped_files("sweeps")["quick_tau"]
+    (tmp_path / "onehot_linear").write_text("")  # an existing file wins
+    assert resolve_file("onehot_linear", "configs").resolve() == tmp_path / "onehot_linear"
+    assert resolve_file("sub/onehot_linear", "configs").name == "onehot_linear"  # not shipped
+    assert str(resolve_file("no_such_config", "configs")) == "no_such_config"
+    cfg = clipsim.RunConfig.load(resolve_file("onehot_linear.toml", "configs"))
+    assert cfg.data.num_concepts >= 2
+
+
+def test_sweep_accepts_a_shipped_name(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["sweep", "quick_tau", "--out", "x", "--dry-run"]) == 0
+    assert "quick_tau" in capsys.readouterr().out
+    assert not (tmp_path / "x").exists()
 
 
 def test_console_entry_point_exit_code(tmp_path):

@@ -164,7 +164,7 @@ def test_cli_dry_run_prints_plan_writes_nothing(tmp_path, capsys):
 
 def test_memory_budget_sizes_parse():
     from clipsim.cli import UsageError
-    from clipsim.sweep.cli import parse_size
+    from clipsim.cli.sweep import parse_size
 
     assert parse_size("2GiB") == 2 * 2**30 and parse_size("512MB") == 512 * 10**6
     assert parse_size("1e6") == 10**6 and parse_size("64 mib") == 64 * 2**20

@@ -1,4 +1,4 @@
-"""Metrics of trained embeddings (THEORY.md section 4).
+"""Metrics of trained embeddings (docs/theory.md, section 4).
 
 Everything here is a pure function of arrays, jittable and ``vmap``-pable
 (static sizes, no value-dependent Python), except :func:`principal_angles`,

@@ -1,4 +1,4 @@
-"""Feature recovery: what the embeddings keep of the latents (THEORY.md section 4)."""
+"""Feature recovery: what the embeddings keep of the latents (docs/theory.md, section 4)."""
 
 from __future__ import annotations
 

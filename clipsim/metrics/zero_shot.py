@@ -1,4 +1,4 @@
-"""Zero-shot classification against class embeddings (THEORY.md sections 4, E2)."""
+"""Zero-shot classification against class embeddings (docs/theory.md, section 4 and E2)."""
 
 from __future__ import annotations
 

@@ -17,15 +17,14 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 from datetime import UTC, datetime
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import pyarrow.parquet as pq
 
+from clipsim.io import package_versions
 from clipsim.sweep.spec import SweepSpec
 from clipsim.sweep.table import table_schema, to_arrow
 
@@ -46,21 +45,6 @@ class StoreMismatchError(SweepError):
 
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
-
-
-def package_versions() -> dict[str, str]:
-    """Versions of Python and the packages that determine the numbers.
-
-    Returns:
-        Name -> version string (``"not installed"`` when missing).
-    """
-    out = {"python": platform.python_version()}
-    for name in ("clipsim", "jax", "jaxlib", "numpy", "optax", "pandas", "pyarrow"):
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = "not installed"
-    return out
 
 
 def _write_atomic(path: Path, write) -> None:

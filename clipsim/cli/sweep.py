@@ -1,7 +1,4 @@
-"""``clipsim sweep SPEC --out DIR``: run a sweep file into a results folder.
-
-Importing this module registers the ``sweep`` subcommand in ``clipsim.cli.COMMANDS``.
-"""
+"""``clipsim sweep SPEC --out DIR``: run a sweep file into a results folder (resumable)."""
 
 from __future__ import annotations
 
@@ -9,9 +6,11 @@ import argparse
 import re
 import time
 
-from clipsim.cli import COMMANDS, UsageError
+from clipsim.cli._common import UsageError, resolve_file, shipped_names
 
-__all__ = ["parse_size"]
+__all__ = ["HELP", "add_arguments", "run", "parse_size"]
+
+HELP = "run a parameter sweep into a results folder (resumable)"
 
 _UNITS = {"": 1, "b": 1, "k": 2**10, "kb": 10**3, "kib": 2**10, "m": 2**20, "mb": 10**6,
           "mib": 2**20, "g": 2**30, "gb": 10**9, "gib": 2**30}
@@ -51,8 +50,10 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _sweep_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("spec", help="sweep file (.toml): base config, grid, zip groups, seeds")
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """Arguments of ``clipsim sweep``."""
+    p.add_argument("spec", help="sweep file (.toml): base config, grid, zip groups, seeds; or "
+                                f"the name of a shipped sweep ({shipped_names('sweeps')})")
     p.add_argument("--out", required=True,
                    help="results folder (manifest.json, results/part-*.parquet); rerun the "
                         "same command to resume")
@@ -73,14 +74,14 @@ def _sweep_args(p: argparse.ArgumentParser) -> None:
                    help="validate the spec and print the plan (groups, chunks); run nothing")
 
 
-def _sweep_run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
+    """Validate the spec, then plan (``--dry-run``) or run it into ``--out``."""
     import jax
 
     from clipsim.sweep.engine import estimate_run_bytes, group_points, plan_chunks
     from clipsim.sweep.spec import SweepSpec
-    from clipsim.sweep.store import SweepError
 
-    spec = SweepSpec.from_toml(args.spec)
+    spec = SweepSpec.from_toml(resolve_file(args.spec, "sweeps"))
     points = spec.points()  # validates every point before anything runs
     budget = parse_size(args.memory_budget)
     if args.scheduler is not None and args.backend != "dask":
@@ -96,13 +97,13 @@ def _sweep_run(args: argparse.Namespace) -> int:
         from clipsim.sweep.cache import enable_compilation_cache
 
         enable_compilation_cache()
-    from clipsim.sweep.runner import run
+    from clipsim.sweep.runner import run as run_sweep
 
     start = time.perf_counter()
     try:
-        df = run(spec, out=args.out, backend=args.backend, scheduler=args.scheduler,
-                 max_batch=args.max_batch, memory_budget=budget, quiet=args.quiet)
-    except (SweepError, ImportError) as err:
+        df = run_sweep(spec, out=args.out, backend=args.backend, scheduler=args.scheduler,
+                       max_batch=args.max_batch, memory_budget=budget, quiet=args.quiet)
+    except ImportError as err:  # the dask extra is missing
         raise UsageError(str(err)) from None
     if not args.quiet:
         final = df[df["final"]]
@@ -125,7 +126,3 @@ def _print_plan(spec, points, tasks, groups, estimate) -> None:
               f"{chunks[0].pad_to if chunks else 0}, ~{estimate(cfg) / 2**20:.1f} MiB per run "
               f"({cfg.objective.name}, {cfg.model.kind}, B={cfg.train.batch_size}, "
               f"steps={cfg.train.steps})")
-
-
-COMMANDS["sweep"] = ("run a parameter sweep into a results folder (resumable)",
-                     _sweep_args, _sweep_run)
