@@ -2,7 +2,7 @@
 
 The paper's argument for large batches is that every pair meets more negatives:
 the CLIP loss of a pair with margin m is about log(1 + (B-1) e^{-m/tau}), so it
-keeps pushing margins up until they pass roughly tau*log(B-1) (THEORY.md E5), a
+keeps pushing margins up until they pass roughly tau*log(B-1) (docs/theory.md, E5), a
 level that grows with B. We train linear CLIP on one-hot data with noisy images
 over a geometric grid of batch sizes in two regimes:
 
@@ -16,6 +16,30 @@ with plain CLIP at the middle batch size so that zero-shot accuracy is not at 10
 One-hot latents with K concepts put about B/K pairs of each concept in a batch,
 so large batches also carry many unexpected positives (E3); their rate is reported.
 
+Design (fixed before the 2026-12-01 run; read as an adversary would):
+
+* claim: more in-batch negatives (larger B) give larger margins and better zero-shot
+  transfer (paper, section on batch size; E5's saturation level tau*log(B-1) grows
+  with B);
+* metric: seed-mean zero-shot top-1 (clean prompts) and median held-out margin at the
+  largest against the smallest B, difference against 2 combined standard errors;
+* confounds, stated in the figure: at fixed steps a larger B also sees B times more
+  samples (more data and more negatives move together); at fixed samples a larger B
+  takes B times fewer optimizer steps (S/B: 2000 at B = 16 down to 125 at B = 256),
+  so "fewer updates" and "more negatives" move together, and the rate of same-concept
+  negatives rises with B. Neither regime isolates the number of negatives; the
+  criterion reads the fixed-steps one (the paper's setting: a larger batch per step);
+* positive control: the same metric and analysis on two arms that differ by
+  construction, B = 16 trained for the fixed-steps budget against B = 16 trained four
+  times longer (its fixed-samples point): more training of an under-trained model must
+  raise top-1 and the median margin by more than 2 combined standard errors. It shows
+  that the metric is not saturated at the smallest B and that the analysis has the
+  power to register a change of the size the criterion asks for. Without it a
+  "not confirmed" could come from a metric stuck at its ceiling or floor;
+* blind spots checked: top-1 is not at 1.0 at the smallest B (the noise level makes
+  B = 16 hard), and margins are held-out (against all test texts), so they do not
+  saturate at 1.
+
 Run: ``python experiments/batch_size.py [--quick] [--out DIR]``.
 """
 
@@ -28,7 +52,17 @@ import numpy as np
 import pandas as pd
 
 from clipsim.config import RunConfig
-from clipsim.experiment import Prediction, final_rows, finish, run_grid, run_script, seed_stats
+from clipsim.experiment import (
+    Control,
+    ControlResult,
+    Criterion,
+    Prediction,
+    final_rows,
+    finish,
+    run_grid,
+    run_script,
+    seed_stats,
+)
 from clipsim.plots import new_figure, plot_metric
 
 PREDICTION = Prediction(
@@ -38,13 +72,23 @@ PREDICTION = Prediction(
     claim="Larger batches give each pair more negatives, so CLIP training delivers larger "
           "margins and better zero-shot transfer; the loss saturates only once margins pass "
           "about tau*log(B-1) (E5), which grows with B.",
-    criterion="At fixed steps, the seed-mean zero-shot top-1 accuracy and the seed-mean median "
-              "test margin at the largest B (256) both exceed those at the smallest B (16) by "
-              "more than 2 combined standard errors (confirmed). Inconclusive if both "
-              "differences lie within 2 combined standard errors; not confirmed otherwise "
-              "(either falls by more than 2 combined standard errors, or only one rises by "
-              "more). The fixed-samples regime is reported with the same numbers, without a "
-              "criterion.",
+    criteria=(Criterion(
+        text="At fixed steps, the seed-mean zero-shot top-1 accuracy and the seed-mean median "
+             "test margin at the largest B (256) both exceed those at the smallest B (16) by "
+             "more than 2 combined standard errors (confirmed). Inconclusive if both "
+             "differences lie within 2 combined standard errors; not confirmed otherwise "
+             "(either falls by more than 2 combined standard errors, or only one rises by "
+             "more). The fixed-samples regime is reported with the same numbers, without a "
+             "criterion.",
+        adopted="2026-11-28",
+        reason="The first criterion (confirmed in its 2026-11-28 full run). Text unchanged on "
+               "2026-12-01, when the positive control was added: a negative verdict now "
+               "stands only when the control passes."),),
+    control=Control(
+        setting="B = 16 trained for the fixed-steps budget against B = 16 trained 4x longer "
+                "(its fixed-samples point): same data, metric and analysis",
+        expected="zero-shot top-1 and the median held-out margin both rise by more than 2 "
+                 "combined standard errors with the longer training"),
 )
 
 BASE = {
@@ -120,6 +164,25 @@ def decide(nums: dict[str, list[float]]) -> tuple[bool | None, dict[str, float]]
     return passed, {"d_acc": d_acc, "se_acc": se_acc, "d_margin": d_mar, "se_margin": se_mar}
 
 
+def control(df: pd.DataFrame, b0: int, steps: int, samples: int) -> tuple[ControlResult, dict]:
+    """The positive control: B = b0 at ``steps`` against B = b0 at ``samples // b0`` steps.
+
+    Same metrics and test as the criterion (seed-mean difference against 2 combined
+    standard errors); passes when top-1 and the median margin both rise.
+    """
+    sub = df[df[BATCH] == b0]
+    nums = {}
+    for metric in ("zs_accuracy", "margin_median"):
+        st = seed_stats(sub, [STEP_COL], metric).set_index(STEP_COL)
+        short, long = st.loc[steps], st.loc[samples // b0]
+        nums[metric] = {"short_mean": float(short["mean"]), "long_mean": float(long["mean"]),
+                        "diff": float(long["mean"] - short["mean"]),
+                        "se": float(np.hypot(short["se"], long["se"]))}
+    passed = all(v["diff"] > 2 * v["se"] for v in nums.values())
+    measured = {"batch_size": b0, "steps": [steps, samples // b0], **nums}
+    return ControlResult(measured=measured, passed=bool(passed)), measured
+
+
 def _long_margins(df: pd.DataFrame) -> pd.DataFrame:
     """Final rows with the two margin statistics stacked into one ``margin`` column."""
     rows = final_rows(df)
@@ -128,9 +191,13 @@ def _long_margins(df: pd.DataFrame) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True)
 
 
-def plot(parts: dict[str, pd.DataFrame], tau: float, batches: list[int]):
-    """Accuracy (top row) and margins with tau*log(B-1) (bottom row), one column per regime."""
-    fig, axes = new_figure(ncols=2, nrows=2, width=4.4, height=3.2)
+def plot(parts: dict[str, pd.DataFrame], tau: float, batches: list[int], base: RunConfig,
+         fixed_steps: int, samples: int, seeds: int):
+    """Accuracy (top row) and margins with tau*log(B-1) (bottom row), one column per regime.
+
+    The caption states the settings, the seed count and what each regime confounds.
+    """
+    fig, axes = new_figure(ncols=2, nrows=2, width=4.4, height=3.4)
     grid = np.geomspace(min(batches), max(batches), 50)
     for col, (name, df) in enumerate(parts.items()):
         steps = sorted(int(s) for s in final_rows(df)[STEP_COL].unique())
@@ -152,7 +219,7 @@ def plot(parts: dict[str, pd.DataFrame], tau: float, batches: list[int]):
         ax.axhline(0.0, color="gray", lw=0.8)
         ax.set_title(f"{name}: held-out margins")
         ax.set_ylabel("test margin")
-        ax.legend(fontsize=7, title="margin", title_fontsize=7)
+        ax.legend(fontsize=7, title="margin", title_fontsize=7, loc="best")
         for ax in axes[:, col]:
             ax.set_xlabel("batch size B")
             ax.set_xticks(batches, [str(b) for b in batches])
@@ -162,7 +229,21 @@ def plot(parts: dict[str, pd.DataFrame], tau: float, batches: list[int]):
         hi = max(a.get_ylim()[1] for a in axes[row])
         for ax in axes[row]:
             ax.set_ylim(lo, hi)
-    fig.tight_layout()
+    d = base.data
+    fig.suptitle(
+        f"P8 (paper: larger batches, more negatives; E5 level tau log(B-1)): linear CLIP, "
+        f"one-hot K = {d.num_concepts}, noise {d.noise_scale:g}, tau = {tau:g}; mean +- s.e. "
+        f"over {seeds} seeds", fontsize=10)
+    fig.text(0.5, 0.01,
+             f"Confounds. Fixed steps ({fixed_steps}): a larger B also sees B times more "
+             f"samples (more data and more negatives move together).\nFixed samples "
+             f"({samples}): a larger B takes B times fewer optimizer steps "
+             f"({samples // min(batches)} at B = {min(batches)}, {samples // max(batches)} at "
+             f"B = {max(batches)}), so fewer updates and more negatives move together,\nand the "
+             f"share of same-concept negatives grows with B. The criterion reads the "
+             f"fixed-steps column.",
+             ha="center", va="bottom", fontsize=7.5)
+    fig.tight_layout(rect=(0, 0.08, 1, 0.95))
     return fig
 
 
@@ -176,8 +257,9 @@ def main(quick: bool = False, out: str | Path = "runs/reproduce", quiet: bool = 
     nums = {name: regime_numbers(part) for name, part in parts.items()}
     passed, diff = decide(nums["fixed steps"])
     _, diff_samples = decide(nums["fixed samples"])
+    control_result, control_numbers = control(df, batches[0], steps, samples)
     tau = float(base.objective.temperature)
-    fig = plot(parts, tau, batches)
+    fig = plot(parts, tau, batches, base, steps, samples, seeds)
 
     fs, fx = nums["fixed steps"], nums["fixed samples"]
     b0, b1 = batches[0], batches[-1]
@@ -185,7 +267,7 @@ def main(quick: bool = False, out: str | Path = "runs/reproduce", quiet: bool = 
         "fixed_steps": fs, "fixed_samples": fx, "temperature": tau,
         "tau_log_b_minus_1": [tau * float(np.log(b - 1)) for b in batches],
         "fixed_steps_diff": diff, "fixed_samples_diff": diff_samples,
-        "steps_fixed": steps, "samples_fixed": samples,
+        "steps_fixed": steps, "samples_fixed": samples, "control": control_numbers,
     }
 
     def trend(n: dict, d: dict) -> str:
@@ -216,8 +298,16 @@ def main(quick: bool = False, out: str | Path = "runs/reproduce", quiet: bool = 
         f"{1 - (1 - 1 / base.data.num_concepts) ** (b0 - 1):.2f} at B = {b0} to "
         f"{1 - (1 - 1 / base.data.num_concepts) ** (b1 - 1):.2f} at B = {b1}."
     )
+    c_acc = control_numbers["zs_accuracy"]
+    summary += (
+        f" Positive control (B = {b0}, {steps} -> {samples // b0} steps): top-1 "
+        f"{c_acc['short_mean']:.3f} -> {c_acc['long_mean']:.3f} (diff {c_acc['diff']:+.3f} +- "
+        f"{c_acc['se']:.3f}), median margin diff "
+        f"{control_numbers['margin_median']['diff']:+.3f} +- "
+        f"{control_numbers['margin_median']['se']:.3f}: "
+        f"{'passed' if control_result.passed else 'failed'}.")
     return finish(
-        PREDICTION, out=out, fig=fig, passed=passed,
+        PREDICTION, out=out, fig=fig, passed=passed, control=control_result,
         key_numbers={f"top-1 B={b0} (steps)": fs["zs_accuracy_mean"][0],
                      f"top-1 B={b1} (steps)": fs["zs_accuracy_mean"][-1],
                      f"margin B={b0} (steps)": fs["margin_median_mean"][0],
