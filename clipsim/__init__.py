@@ -9,16 +9,6 @@ metrics/bounds -> results table -> plots. The main entry points:
     >>> report = clipsim.evaluate(result, key=jax.random.key(1))  # doctest: +SKIP
 """
 
-import os as _os
-
-# XLA's concurrency-optimized CPU scheduler can deadlock batched (vmapped)
-# programs with LAPACK calls on small machines (seen with jax 0.10: the process
-# idles forever in BlockUntilReady). The flag must be set before JAX starts its
-# CPU backend; users can still override it through XLA_FLAGS.
-_FLAG = "--xla_cpu_enable_concurrency_optimized_scheduler"
-if _FLAG not in _os.environ.get("XLA_FLAGS", ""):
-    _os.environ["XLA_FLAGS"] = (_os.environ.get("XLA_FLAGS", "") + f" {_FLAG}=false").strip()
-
 from clipsim.config import (
     ConfigError,
     DataConfig,

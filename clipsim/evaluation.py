@@ -10,7 +10,6 @@ Test data comes from the evaluation key stream, never from the training one.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,27 +21,18 @@ from clipsim import metrics, objectives
 from clipsim.config import RunConfig
 from clipsim.data import World, oracle_encoders, prompts, sample_pairs, sample_test_images
 from clipsim.models import encode, normalize_rows
-from clipsim.train.loop import STREAM_EVAL, TrainResult, world_for
+from clipsim.train.loop import (
+    STREAM_EVAL,
+    Encoder,
+    TrainResult,
+    embedding_functions,
+    weight_shares,
+    world_for,
+)
 
-__all__ = ["Report", "evaluate", "evaluate_program", "oracle_program", "embedding_functions"]
+__all__ = ["Report", "evaluate", "evaluate_program", "oracle_program"]
 
 Array = jax.Array
-Encoder = Callable[[Array], Array]
-
-
-def embedding_functions(params: dict, cfg: RunConfig) -> tuple[Encoder, Encoder]:
-    """The trained encoders as functions (n, dx) -> (n, d) and (n, dy) -> (n, d).
-
-    Args:
-        params: run parameters (``{"encoders": ..., "objective": ...}``).
-        cfg: the run config.
-
-    Returns:
-        ``(f, g)``: the image and the text encoder.
-    """
-    enc = params["encoders"]
-    return (lambda x: encode(enc["image"], x, cfg=cfg.model),
-            lambda y: encode(enc["text"], y, cfg=cfg.model))
 
 
 def _batched_losses(cfg: RunConfig, ea: Array, eb: Array, obj_params: dict) -> dict[str, Array]:
@@ -55,13 +45,11 @@ def _batched_losses(cfg: RunConfig, ea: Array, eb: Array, obj_params: dict) -> d
     sa = ea[: nb * b].reshape(nb, b, -1)
     sb = eb[: nb * b].reshape(nb, b, -1)
     obj = objectives.get(cfg.objective.name)
-    loss, aux = jax.vmap(lambda a, c: obj.loss_fn(a, c, obj_params, cfg=cfg.objective))(sa, sb)
+    loss, aux = jax.lax.map(lambda ab: obj.loss_fn(*ab, obj_params, cfg=cfg.objective), (sa, sb))
     tau = jnp.mean(aux["temperature"])
     tau = jnp.where(jnp.isnan(tau), cfg.objective.temperature, tau)
-    rows, cols = jax.vmap(
-        lambda a, c: objectives.clip_loss_from_scores(a @ c.T, tau))(sa, sb)
-    return {"eval_loss": jnp.mean(loss),
-            "eval_clip_loss": 0.5 * (jnp.mean(rows) + jnp.mean(cols)),
+    clip = objectives.clip_loss_per_batch(ea, eb, batch_size=b, temperature=tau)
+    return {"eval_loss": jnp.mean(loss), "eval_clip_loss": jnp.mean(clip),
             "eval_temperature": tau}
 
 
@@ -117,14 +105,9 @@ def evaluate_program(cfg: RunConfig, params: dict, key: Array) -> dict[str, Arra
     f, g = embedding_functions(params, cfg)
     out = _metrics(cfg, world, f, g, key, params["objective"], cfg.model.normalize)
     if cfg.model.kind == "linear":
-        enc = params["encoders"]
         nan = jnp.asarray(jnp.nan, out["r2_shared"].dtype)
-        out["unique_share_image"] = (
-            metrics.unique_weight_share(enc["image"]["w"], world.shared_x, world.unique_x)
-            if cfg.data.image_unique_dim > 0 else nan)
-        out["unique_share_text"] = (
-            metrics.unique_weight_share(enc["text"]["w"], world.shared_y, world.unique_y)
-            if cfg.data.text_unique_dim > 0 else nan)
+        out.update({"unique_share_image": nan, "unique_share_text": nan,
+                    **weight_shares(params, world, cfg)})
     return out
 
 

@@ -12,6 +12,9 @@ import jax
 import pytest
 
 import clipsim
+from clipsim.runtime import protect_cpu_scheduler
+
+protect_cpu_scheduler()  # before the first JAX computation of the session
 
 LEARNING_CONFIG = "experiments/configs/onehot_linear.toml"
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

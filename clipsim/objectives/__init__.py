@@ -1,4 +1,4 @@
-"""Contrastive and baseline objectives (THEORY.md section 3).
+"""Contrastive and baseline objectives (docs/theory.md, section 3).
 
 Every objective is ``loss_fn(za, zb, params, *, cfg) -> (loss, aux)``: ``za`` and
 ``zb`` are (B, d) embeddings of B paired samples, scores are s_ij = <za_i, zb_j>,
@@ -19,6 +19,7 @@ Example:
   1.0
 """
 
+from clipsim.objectives._batches import clip_loss_per_batch
 from clipsim.objectives._clip import (
     clip,
     clip_init_params,
@@ -44,6 +45,7 @@ __all__ = [
     "clip",
     "clip_init_params",
     "clip_loss_from_scores",
+    "clip_loss_per_batch",
     "clip_reg",
     "clip_temperature",
     "cyclip",

@@ -1,12 +1,15 @@
-"""The one figure style every clipsim plot uses."""
+"""The one figure style every clipsim plot uses.
+
+Figures are plain ``matplotlib.figure.Figure`` objects, not pyplot figures: no
+backend is chosen and no global figure list grows, so importing clipsim leaves
+matplotlib as the user set it, a script saves headless, and a notebook shows a
+returned figure inline (IPython renders ``Figure`` objects).
+"""
 
 from __future__ import annotations
 
-import matplotlib
-
-matplotlib.use("Agg")  # headless by default; notebooks switch backends themselves
-
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib as mpl
+from matplotlib.figure import Figure
 
 __all__ = ["STYLE", "new_figure", "save"]
 
@@ -36,14 +39,14 @@ def new_figure(ncols: int = 1, nrows: int = 1, *, width: float = 4.2, height: fl
     Returns:
         ``(fig, axes)`` with ``axes`` a (nrows, ncols) array.
     """
-    with plt.rc_context(STYLE):
-        fig, axes = plt.subplots(nrows, ncols, figsize=(width * ncols, height * nrows),
-                                 squeeze=False)
+    with mpl.rc_context(STYLE):
+        fig = Figure(figsize=(width * ncols, height * nrows))
+        axes = fig.subplots(nrows, ncols, squeeze=False)
     return fig, axes
 
 
 def save(fig, path) -> None:
-    """Save ``fig`` to ``path`` (parents created) in the clipsim style and close it.
+    """Save ``fig`` to ``path`` (parents created) in the clipsim style.
 
     Args:
         fig: a matplotlib figure.
@@ -53,6 +56,5 @@ def save(fig, path) -> None:
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with plt.rc_context(STYLE):
+    with mpl.rc_context(STYLE):
         fig.savefig(path)
-    plt.close(fig)

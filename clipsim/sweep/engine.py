@@ -1,17 +1,29 @@
-"""The batched sweep program: group by static signature, chunk, ``jit(vmap(...))``.
+"""The sweep engine: group by static signature, chunk, run a *program* as ``jit(vmap(...))``.
+
+A ``Program`` is a pure function ``fn(cfg, key) -> RunOutput`` (a history of
+logged steps, a dict of metrics, the first non-finite step) with a name. The
+default program, ``train_evaluate``, trains (``train_program``) and evaluates
+(``evaluate_program`` on the ``STREAM_EVAL`` key) one run; an experiment that
+needs other numbers passes its own program, and still gets grouping, chunking,
+padding, the compile cache, every backend and the resumable store.
 
 Points that share a static signature (``clipsim.config.static_signature``) differ
 only in dynamic fields (seed, temperature, lambda, learning rate, noise, ...), so
 they are stacked leaf-wise and run as one compiled program
 
-    jax.jit(jax.vmap(run_point))(stacked_configs, keys)
+    jax.jit(jax.vmap(program.fn, in_axes=...))(configs, keys)
 
-where ``run_point`` trains (``train_program``) and evaluates
-(``evaluate_program`` on the ``STREAM_EVAL`` key) one run. Each group is cut into
-chunks of equal size (the last one padded by repeating its last point, padded
-outputs dropped), so a group compiles once however many chunks it has. Chunk
-size comes from ``max_batch`` or from an estimate of one run's memory against a
-budget. The compiled programs are cached per static signature.
+Config leaves and keys equal across a chunk are passed once (``in_axes=None``)
+rather than stacked: whatever depends only on them (the dataset's mixing
+matrices; with one seed per chunk, the initial parameters and every training
+batch) is computed once for the chunk instead of once per run. The planner
+therefore puts the runs of one seed together when it can.
+
+Each group is cut into chunks of equal size (the last one padded by repeating
+its last point, padded outputs dropped), so a group compiles once however many
+chunks it has. Chunk size is bounded by memory (an estimate of one run against
+a budget) and by work (so a killed sweep loses at most one bounded chunk).
+The compiled programs are cached per (program, static signature, shared leaves).
 """
 
 from __future__ import annotations
@@ -19,7 +31,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,15 +47,25 @@ from clipsim.train.loop import STREAM_EVAL, train_program
 
 __all__ = [
     "DEFAULT_MEMORY_BUDGET",
+    "DEFAULT_CHUNK_WORK",
+    "PROGRAMS",
+    "TRAIN_EVALUATE",
+    "RunOutput",
+    "Program",
     "ChunkTask",
     "BatchOutput",
+    "register_program",
+    "get_program",
+    "train_evaluate",
     "run_point",
     "stack_configs",
+    "shared_leaves",
     "run_batch",
     "program_traces",
     "clear_programs",
     "output_names",
     "estimate_run_bytes",
+    "estimate_run_work",
     "group_points",
     "plan_chunks",
     "compute_chunk",
@@ -53,6 +75,111 @@ Array = jax.Array
 
 DEFAULT_MEMORY_BUDGET: int = 2 * 2**30
 """Bytes one chunk may use by default (2 GiB)."""
+
+DEFAULT_CHUNK_WORK: int = 2**23
+"""Work (``estimate_run_work`` units: pair-steps) one chunk may hold by default.
+
+A killed sweep loses at most the chunk in flight; at this size that is a few
+tens of seconds of a 2-core CPU (about 16 runs of 2,000 steps at B = 256)."""
+
+
+@jax.tree_util.register_dataclass
+@dataclass(frozen=True)
+class RunOutput:
+    """What a program returns for one run (or, stacked, for a batch of runs).
+
+    Attributes:
+        history: name -> (num_logs,) logged values; must hold ``step``.
+        metrics: name -> a scalar, or a 1-D array of fixed length m (stored as the
+            columns ``name[0]`` ... ``name[m-1]``).
+        first_bad_step: first step whose training loss was non-finite, -1 if none.
+    """
+
+    history: dict[str, Array]
+    metrics: dict[str, Array]
+    first_bad_step: Array
+
+
+@dataclass(frozen=True)
+class Program:
+    """A named pure function ``fn(cfg, key) -> RunOutput`` that the engine runs per point.
+
+    Attributes:
+        name: identifies the program in sweep specs and results folders (a folder
+            written by one program is never resumed by another).
+        fn: pure, ``jit``- and ``vmap``-able over the dynamic config fields; the key
+            is the run key ``jax.random.key(cfg.seed)``.
+        version: bump it when ``fn`` changes its numbers, so old folders are refused.
+    """
+
+    name: str
+    fn: Callable[[RunConfig, Array], RunOutput]
+    version: str = "1"
+
+    @property
+    def key(self) -> str:
+        """``name`` with its version, as stored in a sweep spec (``name@version``)."""
+        return self.name if self.version == "1" else f"{self.name}@{self.version}"
+
+
+def train_evaluate(cfg: RunConfig, key: Array) -> RunOutput:
+    """Train and evaluate one run; the default program.
+
+    Args:
+        cfg: the run config.
+        key: the run key, ``jax.random.key(cfg.seed)`` in a sweep.
+
+    Returns:
+        The training history, ``evaluate_program`` metrics (without the host-only
+        principal angles) and the first non-finite step: the same numbers as
+        ``clipsim.train(cfg)`` followed by ``clipsim.evaluate(result)``.
+    """
+    out = train_program(cfg, key)
+    metrics = evaluate_program(cfg, out.params, jax.random.fold_in(key, STREAM_EVAL))
+    return RunOutput(history=out.history, metrics=metrics, first_bad_step=out.first_bad_step)
+
+
+TRAIN_EVALUATE = Program("train_evaluate", train_evaluate)
+PROGRAMS: dict[str, Program] = {TRAIN_EVALUATE.key: TRAIN_EVALUATE}
+"""Programs a sweep spec can name (``program = "..."``); experiments add their own."""
+
+
+def register_program(program: Program, *, replace: bool = False) -> Program:
+    """Add ``program`` to ``PROGRAMS`` under ``program.key``.
+
+    Args:
+        program: the program.
+        replace: allow replacing a registered program of the same key.
+
+    Returns:
+        ``program``.
+
+    Raises:
+        ValueError: the key is taken by another function and ``replace`` is False.
+    """
+    old = PROGRAMS.get(program.key)
+    if old is not None and old.fn is not program.fn and not replace:
+        raise ValueError(f"program {program.key!r} is already registered; pass replace=True "
+                         "or bump its version")
+    PROGRAMS[program.key] = program
+    return program
+
+
+def get_program(name: str) -> Program:
+    """The registered program called ``name``.
+
+    Raises:
+        KeyError: unknown name (the message lists the known ones).
+    """
+    if name not in PROGRAMS:
+        raise KeyError(f"unknown program {name!r}; known: {', '.join(sorted(PROGRAMS))}")
+    return PROGRAMS[name]
+
+
+def run_point(cfg: RunConfig, key: Array) -> tuple[dict[str, Array], dict[str, Array], Array]:
+    """``train_evaluate`` as a tuple ``(history, metrics, first_bad_step)``."""
+    out = train_evaluate(cfg, key)
+    return out.history, out.metrics, out.first_bad_step
 
 
 @dataclass(frozen=True)
@@ -67,6 +194,10 @@ class ChunkTask:
         points: indices of the points in ``SweepSpec.points()``.
         configs: the points' configs as nested dicts (``RunConfig.to_dict``).
         pad_to: the group's chunk size; the batch is padded to it.
+        program: the program to run on every point.
+        shared: per config leaf, whether it is equal across the whole group (passed
+            unbatched); None to decide from the chunk's own configs.
+        shared_key: whether every run of the chunk has the same seed (one key).
     """
 
     chunk_id: str
@@ -75,6 +206,9 @@ class ChunkTask:
     points: tuple[int, ...]
     configs: tuple[dict, ...]
     pad_to: int
+    program: Program = TRAIN_EVALUATE
+    shared: tuple[bool, ...] | None = None
+    shared_key: bool | None = None
 
     def run_configs(self) -> list[RunConfig]:
         """The chunk's configs as ``RunConfig`` s.
@@ -91,7 +225,7 @@ class BatchOutput:
 
     Attributes:
         history: name -> (n, num_logs) training history (``step`` included).
-        metrics: name -> (n,) evaluation metrics.
+        metrics: name -> (n,) metrics (vector metrics flattened to ``name[i]``).
         first_bad: (n,) first non-finite training step, -1 if none.
     """
 
@@ -100,56 +234,37 @@ class BatchOutput:
     first_bad: np.ndarray
 
 
-def run_point(cfg: RunConfig, key: Array) -> tuple[dict[str, Array], dict[str, Array], Array]:
-    """Train and evaluate one run; pure and ``vmap``-able.
+class _Compiled:
+    """``jit(vmap(program.fn))`` for one (program, static signature, shared leaves)."""
 
-    Args:
-        cfg: the run config.
-        key: the run key, ``jax.random.key(cfg.seed)`` in a sweep.
-
-    Returns:
-        ``(history, metrics, first_bad_step)``: the same numbers as ``clipsim.train(cfg)``
-        followed by ``clipsim.evaluate(result)`` (without its host-only angles).
-    """
-    out = train_program(cfg, key)
-    metrics = evaluate_program(cfg, out.params, jax.random.fold_in(key, STREAM_EVAL))
-    return out.history, metrics, out.first_bad_step
-
-
-class _Program:
-    """``jit(vmap(run_point))`` for one static signature, counting its traces."""
-
-    def __init__(self) -> None:
+    def __init__(self, program: Program, treedef: Any, axes: tuple[int | None, ...],
+                 key_axis: int | None, size: int) -> None:
         self.traces = 0
-        self.fn = jax.jit(jax.vmap(self.sweep_chunk))
 
-    def sweep_chunk(self, cfg: RunConfig, key: Array):
-        self.traces += 1  # runs at trace time only: one per compilation
-        return run_point(cfg, key)
+        def chunk(leaves: list, keys: Array) -> RunOutput:
+            self.traces += 1  # runs at trace time only: one per compilation
+            return program.fn(treedef.unflatten(leaves), keys)
 
-
-_PROGRAMS: dict[Any, _Program] = {}
+        self.fn = jax.jit(jax.vmap(chunk, in_axes=(list(axes), key_axis), axis_size=size))
 
 
-def _program(cfg: RunConfig) -> _Program:
-    sig = static_signature(cfg)
-    if sig not in _PROGRAMS:
-        _PROGRAMS[sig] = _Program()
-    return _PROGRAMS[sig]
+_PROGRAMS: dict[Any, _Compiled] = {}
 
 
-def program_traces(cfg: RunConfig) -> int:
-    """How many times the batched program of ``cfg``'s static group was traced (compiled).
+def program_traces(cfg: RunConfig, program: Program = TRAIN_EVALUATE) -> int:
+    """How many times the batched programs of ``cfg``'s static group were traced (compiled).
 
     Args:
         cfg: any config of the group.
+        program: the program (default ``train_evaluate``).
 
     Returns:
-        The trace count (0 if the group never ran in this process); one per distinct
-        chunk size, so one per group when chunks are padded to a common size.
+        The trace count over every chunk size and shared-leaf pattern (0 if the group
+        never ran in this process); one per group when its chunks share a size and
+        a pattern.
     """
-    prog = _PROGRAMS.get(static_signature(cfg))
-    return 0 if prog is None else prog.traces
+    sig = static_signature(cfg)
+    return sum(c.traces for k, c in _PROGRAMS.items() if k[0] == program.key and k[1] == sig)
 
 
 def clear_programs() -> None:
@@ -192,13 +307,54 @@ def stack_configs(configs: Sequence[RunConfig]) -> RunConfig:
     return jax.tree_util.tree_map_with_path(stack, *configs)
 
 
-def run_batch(configs: Sequence[RunConfig], *, pad_to: int | None = None) -> BatchOutput:
-    """Run n configs of one static signature as one compiled batch.
+def _flatten_metrics(metrics: dict[str, np.ndarray], n: int) -> dict[str, np.ndarray]:
+    """(n,) metrics stay; (n, m) become ``name[0]`` ... ``name[m-1]``."""
+    out: dict[str, np.ndarray] = {}
+    for name, values in metrics.items():
+        values = np.asarray(values)[:n]
+        if values.ndim == 1:
+            out[name] = values
+        elif values.ndim == 2:
+            out.update({f"{name}[{i}]": values[:, i] for i in range(values.shape[1])})
+        else:
+            raise ValueError(f"metric {name!r} has shape {values.shape[1:]} per run; a program "
+                             "may return scalars or 1-D arrays only")
+    return out
+
+
+def shared_leaves(configs: Sequence[RunConfig]) -> tuple[bool, ...]:
+    """Per config leaf (``jax.tree.leaves`` order), whether it is equal in every config.
+
+    Args:
+        configs: n >= 1 configs sharing a static signature.
+
+    Returns:
+        One bool per leaf.
+    """
+    per_run = [jax.tree.leaves(c) for c in configs]
+    return tuple(all(leaves[i] == per_run[0][i] for leaves in per_run)
+                 for i in range(len(per_run[0])))
+
+
+def run_batch(configs: Sequence[RunConfig], *, pad_to: int | None = None,
+              program: Program = TRAIN_EVALUATE, shared: Sequence[bool] | None = None,
+              shared_key: bool | None = None) -> BatchOutput:
+    """Run ``program`` on n configs of one static signature as one compiled batch.
+
+    Config leaves (and run keys) equal across the batch are passed unbatched, so
+    what depends on them alone is computed once (see the module docstring); the
+    numbers are those of running each config on its own, to float rounding.
 
     Args:
         configs: n >= 1 configs sharing a static signature.
         pad_to: batch size to compile for (>= n); the last config is repeated to
             fill it and the padded outputs are dropped. Default n.
+        program: what to run (default ``train_evaluate``).
+        shared: which leaves to pass unbatched (each must be equal across
+            ``configs``); default ``shared_leaves(configs)``. The planner passes the
+            group's pattern so every chunk of a group compiles to one program.
+        shared_key: pass one key for all runs (all seeds equal); default: whether
+            the seeds are equal.
 
     Returns:
         ``BatchOutput`` for the n configs, in order.
@@ -215,27 +371,53 @@ def run_batch(configs: Sequence[RunConfig], *, pad_to: int | None = None) -> Bat
     if size < n:
         raise ValueError(f"run_batch: pad_to = {pad_to} is smaller than the batch ({n})")
     padded = configs + [configs[-1]] * (size - n)
-    keys = jnp.stack([jax.random.key(int(c.seed)) for c in padded])
-    history, metrics, first_bad = jax.device_get(_program(configs[0]).fn(stack_configs(padded),
-                                                                         keys))
-    cut = lambda tree: {k: np.asarray(v)[:n] for k, v in tree.items()}  # noqa: E731
-    return BatchOutput(history=cut(history), metrics=cut(metrics),
-                       first_bad=np.asarray(first_bad)[:n])
+    stacked, treedef = jax.tree.flatten(stack_configs(padded))
+    shared = shared_leaves(padded) if shared is None else tuple(shared)
+    leaves = [a[0] if c else a for a, c in zip(stacked, shared, strict=True)]
+    axes = tuple(None if c else 0 for c in shared)
+    seeds = {int(c.seed) for c in padded}
+    if shared_key is None:
+        shared_key = len(seeds) == 1
+    if shared_key and len(seeds) != 1:
+        raise ValueError(f"run_batch: shared_key with {len(seeds)} different seeds")
+    if shared_key:
+        keys, key_axis = jax.random.key(seeds.pop()), None
+    else:
+        keys, key_axis = jnp.stack([jax.random.key(int(c.seed)) for c in padded]), 0
+    cache_key = (program.key, sig, axes, key_axis, size)
+    if cache_key not in _PROGRAMS:
+        _PROGRAMS[cache_key] = _Compiled(program, treedef, axes, key_axis, size)
+    out = jax.device_get(_PROGRAMS[cache_key].fn(leaves, keys))
+    history = {k: np.asarray(v)[:n] for k, v in out.history.items()}
+    return BatchOutput(history=history, metrics=_flatten_metrics(out.metrics, n),
+                       first_bad=np.asarray(out.first_bad_step)[:n])
 
 
-def output_names(cfg: RunConfig) -> tuple[list[str], list[str]]:
-    """Names of the history keys (``step`` excluded) and evaluation metrics of ``cfg``.
+def output_names(cfg: RunConfig,
+                 program: Program = TRAIN_EVALUATE) -> tuple[list[str], list[str]]:
+    """Names of the history keys (``step`` excluded) and metric columns of ``cfg``.
 
     Uses ``jax.eval_shape`` (traces, does not compile or run).
 
     Args:
         cfg: a run config.
+        program: the program (default ``train_evaluate``).
 
     Returns:
-        ``(history_names, metric_names)``.
+        ``(history_names, metric_names)``; a vector metric ``m`` of length k gives
+        ``m[0]`` ... ``m[k-1]``.
     """
-    history, metrics, _ = jax.eval_shape(run_point, cfg, jax.random.key(0))
-    return [k for k in history if k != "step"], list(metrics)
+    out = jax.eval_shape(program.fn, cfg, jax.random.key(0))
+    metrics: list[str] = []
+    for name, shape in out.metrics.items():
+        if shape.ndim == 0:
+            metrics.append(name)
+        elif shape.ndim == 1:
+            metrics += [f"{name}[{i}]" for i in range(shape.shape[0])]
+        else:
+            raise ValueError(f"program {program.key!r}: metric {name!r} has shape "
+                             f"{shape.shape}; scalars or 1-D arrays only")
+    return [k for k in out.history if k != "step"], metrics
 
 
 def estimate_run_bytes(cfg: RunConfig) -> int:
@@ -269,6 +451,21 @@ def estimate_run_bytes(cfg: RunConfig) -> int:
     return 2 * item * (4 * params + world + batch + train_set + evaluation)
 
 
+def estimate_run_work(cfg: RunConfig) -> int:
+    """The work of one training run in pair-steps: ``train.steps * train.batch_size``.
+
+    Used to bound a chunk (``DEFAULT_CHUNK_WORK``), so a kill loses a bounded
+    amount of work whatever the sweep's size.
+
+    Args:
+        cfg: a run config.
+
+    Returns:
+        An int >= 1.
+    """
+    return max(1, cfg.train.steps * cfg.train.batch_size)
+
+
 def group_points(points: Sequence[RunConfig]) -> list[list[int]]:
     """Group points by static signature (one compiled program per group).
 
@@ -289,20 +486,41 @@ def _chunk_id(group: int, hashes: Sequence[str]) -> str:
     return f"g{group:03d}-{digest}"
 
 
+def _by_seed(points: Sequence[RunConfig], todo: list[int], cap: int) -> list[list[int]] | None:
+    """Chunks of one seed each, if every seed has the same number (2 to cap) of points."""
+    per_seed: dict[int, list[int]] = {}
+    for i in todo:
+        per_seed.setdefault(int(points[i].seed), []).append(i)
+    sizes = {len(v) for v in per_seed.values()}
+    if len(sizes) != 1 or not 2 <= sizes.pop() <= cap:
+        return None
+    return list(per_seed.values())
+
+
 def plan_chunks(sweep: str, points: Sequence[RunConfig], pending: Sequence[int], *,
                 max_batch: int | None = None, memory_budget: int = DEFAULT_MEMORY_BUDGET,
-                parallelism: int = 1) -> list[ChunkTask]:
+                parallelism: int = 1, chunk_work: int = DEFAULT_CHUNK_WORK,
+                program: Program = TRAIN_EVALUATE) -> list[ChunkTask]:
     """Cut the pending points into equal-size chunks per static group.
+
+    A chunk holds at most ``max_batch`` runs; without it, as many as the memory
+    budget allows, at most ``chunk_work`` pair-steps of training, and at most a
+    ``1/parallelism`` share of the group. When every seed of the group has the
+    same number (at least 2) of pending points and they fit one chunk, chunks are
+    cut by seed, so the runs of a chunk share their initialization and training
+    batches (drawn once for the chunk, see ``run_batch``).
 
     Args:
         sweep: the sweep name.
         points: all points of the sweep.
         pending: indices of the points still to run.
-        max_batch: at most this many runs per chunk; default from the memory estimate.
-        memory_budget: bytes per chunk used with ``estimate_run_bytes`` when
-            ``max_batch`` is None.
-        parallelism: workers available; without ``max_batch`` a group is split into
-            at least this many chunks (when it has enough points).
+        max_batch: at most this many runs per chunk; default from the budgets.
+        memory_budget: bytes per chunk used with ``estimate_run_bytes``.
+        parallelism: workers available; a group is split into at least this many
+            chunks (when it has enough points).
+        chunk_work: pair-steps per chunk (``estimate_run_work``), bounding what a
+            kill can lose.
+        program: the program every chunk runs.
 
     Returns:
         Chunk tasks, groups in order; within a group all chunks share ``pad_to``.
@@ -315,18 +533,26 @@ def plan_chunks(sweep: str, points: Sequence[RunConfig], pending: Sequence[int],
         todo = [i for i in members if i in todo_set]
         if not todo:
             continue
+        first = points[todo[0]]
         if max_batch is not None:
             cap = max_batch
         else:
-            cap = max(1, memory_budget // estimate_run_bytes(points[todo[0]]))
+            cap = max(1, memory_budget // estimate_run_bytes(first))
+            cap = min(cap, max(1, chunk_work // estimate_run_work(first)))
             cap = min(cap, max(1, math.ceil(len(todo) / max(1, parallelism))))
-        n_chunks = math.ceil(len(todo) / cap)
-        size = math.ceil(len(todo) / n_chunks)
-        for c in range(n_chunks):
-            idx = tuple(todo[c * size:(c + 1) * size])
+        chunks = _by_seed(points, todo, cap)
+        one_seed = chunks is not None or len({int(points[i].seed) for i in members}) == 1
+        if chunks is None:
+            n_chunks = math.ceil(len(todo) / cap)
+            size = math.ceil(len(todo) / n_chunks)
+            chunks = [todo[c * size:(c + 1) * size] for c in range(n_chunks)]
+        pad = max(len(c) for c in chunks)
+        shared = shared_leaves([points[i] for i in members])
+        for idx in chunks:
             tasks.append(ChunkTask(
                 chunk_id=_chunk_id(g, [points[i].hash() for i in idx]), sweep=sweep, group=g,
-                points=idx, configs=tuple(points[i].to_dict() for i in idx), pad_to=size))
+                points=tuple(idx), configs=tuple(points[i].to_dict() for i in idx), pad_to=pad,
+                program=program, shared=shared, shared_key=one_seed))
     return tasks
 
 
@@ -340,6 +566,7 @@ def compute_chunk(task: ChunkTask) -> pd.DataFrame:
         The chunk's rows (``clipsim.sweep.table.chunk_frame``).
     """
     configs = task.run_configs()
-    out = run_batch(configs, pad_to=task.pad_to)
+    out = run_batch(configs, pad_to=task.pad_to, program=task.program, shared=task.shared,
+                    shared_key=task.shared_key)
     return chunk_frame(task.sweep, task.points, configs, out.history, out.metrics,
                        out.first_bad)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -15,7 +16,10 @@ from clipsim.config import RunConfig
 from clipsim.sweep.backends import Backend, make_backend
 from clipsim.sweep.engine import (
     DEFAULT_MEMORY_BUDGET,
+    TRAIN_EVALUATE,
+    Program,
     compute_chunk,
+    get_program,
     group_points,
     output_names,
     plan_chunks,
@@ -30,11 +34,12 @@ class NonFiniteRunWarning(RuntimeWarning):
     """A sweep point's training loss went NaN/inf; its rows carry ``nonfinite_step``."""
 
 
-def metric_columns(points: Sequence[RunConfig]) -> list[str]:
+def metric_columns(points: Sequence[RunConfig], program: Program = TRAIN_EVALUATE) -> list[str]:
     """Metric columns of the table, over all static groups.
 
     Args:
         points: the sweep's points.
+        program: the program the points run.
 
     Returns:
         History keys, then evaluation metrics (names in first-seen order, no repeats).
@@ -42,7 +47,7 @@ def metric_columns(points: Sequence[RunConfig]) -> list[str]:
     names: dict[str, None] = {}
     evals: dict[str, None] = {}
     for members in group_points(points):
-        hist, metrics = output_names(points[members[0]])
+        hist, metrics = output_names(points[members[0]], program)
         names.update(dict.fromkeys(hist))
         evals.update(dict.fromkeys(metrics))
     return [*names, *(m for m in evals if m not in names)]
@@ -70,7 +75,7 @@ def _warn_nonfinite(spec: SweepSpec, points: Sequence[RunConfig], frame: pd.Data
 def run(spec: SweepSpec | str | Path | Mapping[str, Any], *, out: str | Path,
         backend: str | Backend = "local", scheduler: str | None = None,
         max_batch: int | None = None, memory_budget: int = DEFAULT_MEMORY_BUDGET,
-        quiet: bool = False) -> pd.DataFrame:
+        program: Program | None = None, quiet: bool = False) -> pd.DataFrame:
     """Run a sweep into a results folder and return its table.
 
     Every point is validated before anything is written. Points already in
@@ -85,6 +90,9 @@ def run(spec: SweepSpec | str | Path | Mapping[str, Any], *, out: str | Path,
         max_batch: at most this many runs per compiled batch; default from
             ``memory_budget``.
         memory_budget: bytes per batch for the estimate (default 2 GiB).
+        program: what every point runs; default the spec's ``program`` looked up in
+            ``clipsim.sweep.PROGRAMS`` (``train_evaluate``). A program given here is
+            recorded in the spec (so its folder is never resumed by another program).
         quiet: no progress bar.
 
     Returns:
@@ -99,6 +107,13 @@ def run(spec: SweepSpec | str | Path | Mapping[str, Any], *, out: str | Path,
         ...                        out="runs/quick_tau")          # doctest: +SKIP
     """
     spec = as_spec(spec)
+    if program is None:
+        try:
+            program = get_program(spec.program)
+        except KeyError as err:
+            raise SpecError(f"program: {err.args[0]}") from None
+    elif spec.program != program.key:
+        spec = dataclasses.replace(spec, program=program.key)
     points = spec.points()
     _check_dtypes(points)
     if max_batch is not None and max_batch < 1:
@@ -106,7 +121,7 @@ def run(spec: SweepSpec | str | Path | Mapping[str, Any], *, out: str | Path,
     backend_obj = make_backend(backend, scheduler=scheduler)
     store = ResultsStore(out)
     manifest = store.check(spec)
-    metrics = manifest["metrics"] if manifest else metric_columns(points)
+    metrics = manifest["metrics"] if manifest else metric_columns(points, program)
     store.open(spec, num_points=len(points), metrics=metrics, backend=backend_obj.name)
     done = store.finished_hashes()
     pending = [i for i, p in enumerate(points) if p.hash() not in done]
@@ -117,7 +132,8 @@ def run(spec: SweepSpec | str | Path | Mapping[str, Any], *, out: str | Path,
         if pending:
             with backend_obj as active:
                 tasks = plan_chunks(spec.name, points, pending, max_batch=max_batch,
-                                    memory_budget=memory_budget, parallelism=active.parallelism)
+                                    memory_budget=memory_budget, parallelism=active.parallelism,
+                                    program=program)
                 for task, frame in active.map_chunks(compute_chunk, tasks):
                     store.write_part(task.chunk_id, frame)
                     points_run += len(task.points)

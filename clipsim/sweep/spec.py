@@ -28,21 +28,32 @@ with ``RunConfig.replace``, so unknown fields and bad values raise ``SpecError``
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import itertools
 import json
-import tomllib
+import numbers
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from clipsim.config import ALL_FIELDS, ConfigError, EvalConfig, RunConfig, flatten_dict
+from clipsim.config import (
+    ALL_FIELDS,
+    INT_MAX,
+    ConfigError,
+    EvalConfig,
+    RunConfig,
+    did_you_mean,
+    flatten_dict,
+    read_toml,
+)
 
-__all__ = ["SpecError", "SweepSpec"]
+__all__ = ["SpecError", "SweepSpec", "MAX_SEEDS"]
 
-_TOP_KEYS = ("name", "description", "base", "grid", "zip", "seeds", "eval")
+MAX_SEEDS = 100_000
+"""Largest seed count ``seeds = N`` (a larger plan is a mistake, not a sweep)."""
+
+_TOP_KEYS = ("name", "description", "program", "base", "grid", "zip", "seeds", "eval")
 
 
 class SpecError(ConfigError):
@@ -53,10 +64,8 @@ def _check_field(name: str, where: str) -> None:
     if name == "seed":
         raise SpecError(f"{where}: 'seed' cannot be swept here; use seeds = N or seeds = [...]")
     if name not in ALL_FIELDS:
-        close = difflib.get_close_matches(name, ALL_FIELDS, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise SpecError(f"{where}: {name!r} is not a known config field{hint}; "
-                        "see clipsim.config.ALL_FIELDS")
+        raise SpecError(f"{where}: {name!r} is not a known config field"
+                        f"{did_you_mean(name, ALL_FIELDS)}; see clipsim.config.ALL_FIELDS")
 
 
 def _value_list(name: str, values: Any, where: str) -> tuple[Any, ...]:
@@ -71,18 +80,23 @@ def _flat_table(values: Any, where: str) -> dict[str, Any]:
     return flatten_dict(values)
 
 
+def _is_int(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
 def _parse_seeds(value: Any) -> tuple[int, ...]:
-    if isinstance(value, int) and not isinstance(value, bool):
-        if value < 1:
-            raise SpecError(f"seeds = {value!r} is invalid: a count must be >= 1")
-        return tuple(range(value))
+    if _is_int(value):
+        if not 1 <= value <= MAX_SEEDS:
+            raise SpecError(f"seeds = {value!r} is invalid: a count must lie in [1, {MAX_SEEDS}]")
+        return tuple(range(int(value)))
     if isinstance(value, (list, tuple)) and value:
         for s in value:
-            if not isinstance(s, int) or isinstance(s, bool) or s < 0:
-                raise SpecError(f"seeds = {value!r} is invalid: seeds must be integers >= 0")
+            if not _is_int(s) or not 0 <= s <= INT_MAX:
+                raise SpecError(f"seeds = {value!r} is invalid: seeds must be integers in "
+                                f"[0, {INT_MAX}]")
         if len(set(value)) != len(value):
             raise SpecError(f"seeds = {value!r} is invalid: seeds must be distinct")
-        return tuple(value)
+        return tuple(int(s) for s in value)
     raise SpecError(f"seeds = {value!r} is invalid: expected a count N (seeds 0..N-1) "
                     "or a non-empty list of seeds")
 
@@ -104,6 +118,8 @@ class SweepSpec:
         zip: groups of dotted field -> values of equal length, varied together.
         seeds: run seeds (``RunConfig.seed``); innermost loop.
         description: free text, kept in the manifest.
+        program: the name of the program every point runs (``clipsim.sweep.PROGRAMS``;
+            default ``"train_evaluate"``: train, then ``evaluate_program``).
 
     Example:
         >>> spec = SweepSpec.from_dict({"name": "tau", "grid": {
@@ -118,10 +134,13 @@ class SweepSpec:
     zip: tuple[dict[str, tuple[Any, ...]], ...] = ()
     seeds: tuple[int, ...] | int = (0,)
     description: str = ""
+    program: str = "train_evaluate"
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.strip():
             raise SpecError(f"name = {self.name!r} is invalid: a non-empty string is required")
+        if not isinstance(self.program, str) or not self.program.strip():
+            raise SpecError(f"program = {self.program!r} is invalid: a program name is required")
         if not isinstance(self.base, RunConfig):
             raise SpecError(f"base must be a RunConfig, got {type(self.base).__name__}")
         seen: set[str] = set()
@@ -172,7 +191,8 @@ class SweepSpec:
             raise SpecError(f"a sweep spec must be a table, got {values!r}")
         for key in values:
             if key not in _TOP_KEYS:
-                raise SpecError(f"{key!r} is not a sweep spec key; known: {', '.join(_TOP_KEYS)}")
+                raise SpecError(f"{key!r} is not a sweep spec key{did_you_mean(key, _TOP_KEYS)}; "
+                                f"known: {', '.join(_TOP_KEYS)}")
         name = values.get("name", default_name)
         if name is None:
             raise SpecError("name is required (name = \"my_sweep\")")
@@ -195,7 +215,8 @@ class SweepSpec:
         base_flat = flatten_dict(values.get("base", {}))
         for key, value in _flat_table(values.get("eval", {}), "eval").items():
             if key not in EvalConfig.field_names():
-                raise SpecError(f"eval.{key} is not a known evaluation setting; known: "
+                raise SpecError(f"eval.{key} is not a known evaluation setting"
+                                f"{did_you_mean(key, EvalConfig.field_names())}; known: "
                                 + ", ".join(EvalConfig.field_names()))
             if f"eval.{key}" in base_flat:
                 raise SpecError(f"eval.{key} is given twice ([eval] and [base])")
@@ -209,35 +230,28 @@ class SweepSpec:
         if seeds is None:
             seeds = (base.seed,)
         return cls(name=name, base=base, grid=grid, zip=groups, seeds=seeds,
-                   description=str(values.get("description", "")))
+                   description=str(values.get("description", "")),
+                   program=values.get("program", "train_evaluate"))
 
     @classmethod
     def from_toml(cls, path_or_text: str | Path) -> SweepSpec:
         """Read a TOML file (a path) or TOML text; a file's stem is the default name.
 
+        Which strings are paths and which are text: ``clipsim.config.read_toml``
+        (a path need not end in ``.toml``; a missing one is an error naming it).
+
         Args:
-            path_or_text: a ``.toml`` path or the TOML text itself.
+            path_or_text: a path or the TOML text itself.
 
         Returns:
             The spec.
 
         Raises:
-            SpecError: missing file, invalid TOML, or an invalid spec.
+            SpecError: missing file or a directory, invalid or empty TOML, or an
+                invalid spec.
         """
-        default_name = None
-        if isinstance(path_or_text, Path) or (
-                "\n" not in str(path_or_text) and str(path_or_text).endswith(".toml")):
-            path = Path(path_or_text)
-            if not path.is_file():
-                raise SpecError(f"sweep file {str(path)!r} does not exist")
-            text, default_name = path.read_text(), path.stem
-        else:
-            text = str(path_or_text)
-        try:
-            values = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as err:
-            raise SpecError(f"sweep spec is not valid TOML: {err}") from None
-        return cls.from_dict(values, default_name=default_name)
+        values, path = read_toml(path_or_text, what="sweep", error=SpecError)
+        return cls.from_dict(values, default_name=None if path is None else path.stem)
 
     load = from_toml
 
@@ -245,11 +259,13 @@ class SweepSpec:
         """Plain JSON-safe dict; ``SweepSpec.from_dict(spec.to_dict())`` is the same spec.
 
         Returns:
-            ``{"name", "description", "base" (full nested config), "grid", "zip", "seeds"}``.
+            ``{"name", "description", "program", "base" (full nested config), "grid", "zip",
+            "seeds"}``.
         """
         return {
             "name": self.name,
             "description": self.description,
+            "program": self.program,
             "base": self.base.to_dict(),
             "grid": {k: _jsonable(v) for k, v in self.grid.items()},
             "zip": [{k: _jsonable(v) for k, v in g.items()} for g in self.zip],

@@ -1,4 +1,4 @@
-"""Training: optax optimizers and the scanned, jitted, vmappable training program."""
+"""Training: optax optimizers, the one training loop (``fit``) and the run's training program."""
 
 from clipsim.train.loop import (
     STREAM_BATCHES,
@@ -9,11 +9,16 @@ from clipsim.train.loop import (
     TrainOutput,
     TrainResult,
     check_finite,
+    batch_source,
     embed,
+    embedding_functions,
+    fit,
     init_params,
     objective_loss,
     train,
     train_program,
+    training_set,
+    weight_shares,
     world_for,
 )
 from clipsim.train.optim import learning_rate_schedule, make_optimizer
@@ -27,11 +32,16 @@ __all__ = [
     "TrainOutput",
     "TrainResult",
     "check_finite",
+    "batch_source",
     "embed",
+    "embedding_functions",
+    "fit",
     "init_params",
     "objective_loss",
     "train",
     "train_program",
+    "training_set",
+    "weight_shares",
     "world_for",
     "learning_rate_schedule",
     "make_optimizer",

@@ -18,6 +18,7 @@ adding an evaluation never changes a training run.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,8 +43,13 @@ __all__ = [
     "TrainResult",
     "TrainOutput",
     "embed",
+    "embedding_functions",
     "objective_loss",
     "init_params",
+    "fit",
+    "batch_source",
+    "training_set",
+    "weight_shares",
     "train_program",
     "train",
     "world_for",
@@ -51,6 +57,8 @@ __all__ = [
 
 Array = jax.Array
 Params = dict[str, Any]
+Encoder = Callable[[Array], Array]
+LossFn = Callable[[Any, Any], tuple[Array, dict[str, Array]]]
 
 STREAM_INIT, STREAM_BATCHES, STREAM_TRAIN_SET, STREAM_EVAL = 0, 1, 2, 3
 
@@ -109,6 +117,21 @@ def world_for(cfg: RunConfig) -> World:
     return jax.tree.map(lambda a: a.astype(_dtype(cfg)), world)
 
 
+def embedding_functions(params: Params, cfg: RunConfig) -> tuple[Encoder, Encoder]:
+    """The run's encoders as functions: f (n, dx) -> (n, d) and g (n, dy) -> (n, d).
+
+    Args:
+        params: run parameters (``{"encoders": ..., "objective": ...}``).
+        cfg: the run config (its ``model`` section is used).
+
+    Returns:
+        ``(f, g)``: the image and the text encoder.
+    """
+    enc = params["encoders"]
+    return (lambda x: encode(enc["image"], x, cfg=cfg.model),
+            lambda y: encode(enc["text"], y, cfg=cfg.model))
+
+
 def embed(params: Params, x: Array, y: Array, *, cfg: ModelConfig) -> tuple[Array, Array]:
     """Embeddings (f(x), g(y)), each (n, d), from ``params["encoders"]``.
 
@@ -165,7 +188,18 @@ def init_params(cfg: RunConfig, *, key: Array) -> Params:
     }
 
 
-def _weight_shares(params: Params, world: World, cfg: RunConfig) -> dict[str, Array]:
+def weight_shares(params: Params, world: World, cfg: RunConfig) -> dict[str, Array]:
+    """Share of a linear encoder's weight energy on the unique block, per modality.
+
+    Args:
+        params: run parameters.
+        world: the run's dataset.
+        cfg: the run config.
+
+    Returns:
+        ``unique_share_image`` / ``unique_share_text`` (``unique_weight_share``) for
+        linear encoders with unique features on that side; empty otherwise.
+    """
     if cfg.model.kind != "linear":
         return {}
     enc = params["encoders"]
@@ -193,47 +227,48 @@ def _clamp_temperature(params: Params, cfg: RunConfig) -> Params:
     return {**params, "objective": obj}
 
 
-def train_program(cfg: RunConfig, key: Array) -> TrainOutput:
-    """Train one run; pure, ``jit``- and ``vmap``-able over dynamic config fields.
+def fit(loss_fn: LossFn, params: Params, optimizer: optax.GradientTransformation,
+        batch_fn: Callable[[Array], Any], *, steps: int, log_every: int,
+        post_update: Callable[[Params], Params] | None = None,
+        diagnostics: Callable[[Params], dict[str, Array]] | None = None) -> TrainOutput:
+    """The one training loop: ``steps`` optimizer steps as a scan of scans, inside ``jit``.
+
+    Every trainer of the library (``train_program``, the multi-view trainer, a
+    user's custom objective) is this loop with its own loss, parameters and batch
+    source. Pure and ``vmap``-able; the step count and log cadence are static.
+
+    A step whose loss is non-finite leaves parameters and optimizer state
+    unchanged (its update is skipped) and is reported as ``first_bad_step``.
 
     Args:
-        cfg: the run config (a pytree; static fields fix the program).
-        key: the run's PRNG key.
+        loss_fn: ``loss_fn(params, batch) -> (loss, aux)``; ``loss`` a scalar, ``aux``
+            a dict of scalar diagnostics (logged as block means).
+        params: initial parameters (a pytree).
+        optimizer: an optax transformation.
+        batch_fn: ``batch_fn(step) -> batch`` for an int32 step index (fresh draws
+            from a folded key, or an index into a fixed training set).
+        steps: number of optimizer steps, a multiple of ``log_every``.
+        log_every: steps per logging block.
+        post_update: applied to the parameters after each update (e.g. a clamp).
+        diagnostics: ``diagnostics(params) -> dict`` of scalars recorded at the end of
+            every logging block (e.g. weight shares).
 
     Returns:
-        ``TrainOutput`` with final params, a history of ``train.num_logs`` entries
-        and the first non-finite step (-1 if none; the update of a non-finite step
-        is skipped).
+        ``TrainOutput``: final params, history of ``steps // log_every`` entries
+        (``step``, ``loss`` and each aux key as block means, then the diagnostics),
+        and the first non-finite step (-1 if none).
     """
-    tc = cfg.train
-    world = world_for(cfg)
-    params = init_params(cfg, key=jax.random.fold_in(key, STREAM_INIT))
-    optimizer = make_optimizer(tc)
-    opt_state = optimizer.init(params)
-    batch_key = jax.random.fold_in(key, STREAM_BATCHES)
-    batch_size = tc.batch_size
-
-    if tc.num_train_batches is None:
-        def get_batch(step: Array) -> Batch:
-            return sample_pairs(cfg.data, world, key=jax.random.fold_in(batch_key, step),
-                                n=batch_size)
-    else:
-        n_batches = tc.num_train_batches
-        train_set = sample_pairs(cfg.data, world, key=jax.random.fold_in(key, STREAM_TRAIN_SET),
-                                 n=n_batches * batch_size)
-        train_set = jax.tree.map(lambda a: a.reshape(n_batches, batch_size, *a.shape[1:]),
-                                 train_set)
-
-        def get_batch(step: Array) -> Batch:
-            return jax.tree.map(lambda a: a[step % n_batches], train_set)
-
-    grad_fn = jax.value_and_grad(objective_loss, has_aux=True)
+    if steps % log_every:
+        raise ValueError(f"fit: steps = {steps} is not a multiple of log_every = {log_every}")
+    grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
 
     def step_fn(carry, step):
         params, opt_state, first_bad = carry
-        (loss, aux), grads = grad_fn(params, get_batch(step), cfg)
+        (loss, aux), grads = grad_fn(params, batch_fn(step))
         updates, new_opt_state = optimizer.update(grads, opt_state, params)
-        new_params = _clamp_temperature(optax.apply_updates(params, updates), cfg)
+        new_params = optax.apply_updates(params, updates)
+        if post_update is not None:
+            new_params = post_update(new_params)
         finite = jnp.isfinite(loss)
         keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(finite, a, b), new, old)  # noqa: E731
         params = keep(new_params, params)
@@ -242,17 +277,87 @@ def train_program(cfg: RunConfig, key: Array) -> TrainOutput:
         return (params, opt_state, first_bad), {"loss": loss, **aux}
 
     def block_fn(carry, block):
-        steps = block * tc.log_every + jnp.arange(tc.log_every)
-        carry, logs = jax.lax.scan(step_fn, carry, steps)
+        block_steps = block * log_every + jnp.arange(log_every)
+        carry, logs = jax.lax.scan(step_fn, carry, block_steps)
         record = jax.tree.map(lambda a: jnp.mean(a, axis=0), logs)
-        record["step"] = (block + 1) * tc.log_every
-        record.update(_weight_shares(carry[0], world, cfg))
+        record["step"] = (block + 1) * log_every
+        if diagnostics is not None:
+            record.update(diagnostics(carry[0]))
         return carry, record
 
-    init_carry = (params, opt_state, jnp.asarray(-1, jnp.int32))
+    init_carry = (params, optimizer.init(params), jnp.asarray(-1, jnp.int32))
     (params, _, first_bad), history = jax.lax.scan(
-        block_fn, init_carry, jnp.arange(tc.num_logs))
+        block_fn, init_carry, jnp.arange(steps // log_every))
     return TrainOutput(params=params, history=history, first_bad_step=first_bad)
+
+
+def batch_source(cfg: RunConfig, world: World, key: Array) -> Callable[[Array], Batch]:
+    """The run's training batches as a function of the step.
+
+    Population regime (``train.num_train_batches`` None): fresh pairs from
+    ``fold_in(key(STREAM_BATCHES), step)``. Finite regime: a fixed set of n batches
+    drawn once from the ``STREAM_TRAIN_SET`` stream, cycled (step mod n).
+
+    Args:
+        cfg: the run config.
+        world: the run's dataset (``world_for(cfg)``).
+        key: the run key.
+
+    Returns:
+        ``batch_fn(step) -> Batch`` of ``train.batch_size`` pairs.
+    """
+    batch_size = cfg.train.batch_size
+    if cfg.train.num_train_batches is None:
+        batch_key = jax.random.fold_in(key, STREAM_BATCHES)
+        return lambda step: sample_pairs(cfg.data, world, key=jax.random.fold_in(batch_key, step),
+                                         n=batch_size)
+    train_set = training_set(cfg, world, key)
+    return lambda step: jax.tree.map(lambda a: a[step % cfg.train.num_train_batches], train_set)
+
+
+def training_set(cfg: RunConfig, world: World, key: Array) -> Batch:
+    """The fixed training set of the finite regime, as (n, B, ...) batches.
+
+    Args:
+        cfg: the run config (``train.num_train_batches`` = n must be set).
+        world: the run's dataset.
+        key: the run key (its ``STREAM_TRAIN_SET`` stream is used).
+
+    Returns:
+        A ``Batch`` whose leaves have leading axes (n, B).
+    """
+    n, b = cfg.train.num_train_batches, cfg.train.batch_size
+    if n is None:
+        raise ValueError("training_set: train.num_train_batches is None (population regime)")
+    pairs = sample_pairs(cfg.data, world, key=jax.random.fold_in(key, STREAM_TRAIN_SET), n=n * b)
+    return jax.tree.map(lambda a: a.reshape(n, b, *a.shape[1:]), pairs)
+
+
+def train_program(cfg: RunConfig, key: Array) -> TrainOutput:
+    """Train one run; pure, ``jit``- and ``vmap``-able over dynamic config fields.
+
+    ``fit`` with the configured objective on the two encoders, the configured
+    optimizer, the run's batch source and CLIP's temperature clamp.
+
+    Args:
+        cfg: the run config (a pytree; static fields fix the program).
+        key: the run's PRNG key.
+
+    Returns:
+        ``TrainOutput`` with final params, a history of ``train.num_logs`` entries
+        (with ``unique_share_image``/``_text`` for linear encoders) and the first
+        non-finite step (-1 if none; the update of a non-finite step is skipped).
+    """
+    world = world_for(cfg)
+    return fit(
+        lambda params, batch: objective_loss(params, batch, cfg),
+        init_params(cfg, key=jax.random.fold_in(key, STREAM_INIT)),
+        make_optimizer(cfg.train),
+        batch_source(cfg, world, key),
+        steps=cfg.train.steps, log_every=cfg.train.log_every,
+        post_update=lambda params: _clamp_temperature(params, cfg),
+        diagnostics=lambda params: weight_shares(params, world, cfg),
+    )
 
 
 _train_jit = jax.jit(train_program)
