@@ -1,13 +1,16 @@
-"""Tests of clipsim.theory: the exact statements E1-E7 of THEORY.md section 5.
+"""Tests of clipsim.theory: the exact statements E1-E7 of docs/theory.md.
 
 Property tests draw random score matrices (float64) and check both sides of
 E1, E2 and E5 row by row against plain NumPy references; Monte Carlo tests
 compare exact formulas with simulations within 4 standard errors; one group
-shows that the checks do fail when a side is perturbed or an assumption broken.
+shows that the checks do fail when a side is perturbed or an assumption broken,
+and that the bounds table's own ``holds`` flag turns False when a calculator it
+calls is made wrong.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 
@@ -20,6 +23,9 @@ from hypothesis import strategies as st
 from scipy import special, stats
 
 import clipsim.theory as th
+from clipsim import data
+from clipsim.theory import report
+from tests.conftest import tiny_config
 
 BATCH_SIZES = (2, 3, 8, 64)
 SCORE_BOUNDS = (0.5, 1.0, 5.0)
@@ -362,6 +368,89 @@ def test_e3_family_floors_match_monte_carlo():
     assert th.collision_floor("onehot", b, class_probs=pi) == th.collision_floor_onehot(b, pi)
 
 
+def _class_centres(cfg, key, dtype):
+    del key
+    return jnp.eye(cfg.num_classes, cfg.num_concepts, dtype=dtype)
+
+
+def _class_latents(cfg, centres, key, labels):
+    del cfg, key
+    return centres[labels]
+
+
+def _discrete_sample(cfg, centres, key, n):
+    labels = jax.random.categorical(key, data.class_log_probs(cfg, dtype=centres.dtype),
+                                    shape=(n,))
+    return centres[labels], labels.astype(jnp.int32)
+
+
+def _continuous_sample(cfg, centres, key, n):
+    z, labels = _discrete_sample(cfg, centres, key, n)
+    return z + 0.1 * jax.random.normal(jax.random.fold_in(key, 1), z.shape, z.dtype), labels
+
+
+def _custom_family(name: str, discrete: bool) -> data.LatentFamily:
+    """A family registered once per session: ``num_classes`` one-hot centres, no masses given."""
+    try:
+        return data.get_latent_family(name)
+    except ValueError:
+        sample = _discrete_sample if discrete else _continuous_sample
+        return data.register_latent_family(data.LatentFamily(
+            name, _class_centres, sample, _class_latents, discrete=discrete,
+            classes_from="num_classes"))
+
+
+_FAMILY_CASES = [
+    ({"data.num_concepts": 5}, {"family": "onehot", "num_concepts": 5}),
+    ({"data.num_concepts": 5, "data.class_probs": (0.1, 0.2, 0.3, 0.15, 0.25)},
+     {"family": "onehot", "class_probs": (0.1, 0.2, 0.3, 0.15, 0.25)}),
+    ({"data.family": "sparse", "data.num_concepts": 5, "data.sparse_prob": 0.3},
+     {"family": "sparse", "num_concepts": 5, "sparse_prob": 0.3}),
+    ({"data.family": "sparse", "data.num_concepts": 5, "data.sparse_active": 2},
+     {"family": "sparse", "num_concepts": 5, "sparse_active": 2}),
+]
+
+
+@pytest.mark.parametrize("overrides,closed_form", _FAMILY_CASES)
+def test_e3_family_floor_matches_the_closed_forms(overrides, closed_form):
+    """Asked of the family object: exact from its value masses, Monte Carlo without them."""
+    b = 16
+    cfg = tiny_config(**overrides).data
+    exact = th.collision_floor(closed_form.pop("family"), b, **closed_form)
+    family = data.get_latent_family(cfg.family)
+    from_masses = th.family_floor(family, cfg, b, key=jax.random.key(0))
+    assert from_masses.stderr == 0.0
+    assert from_masses.value == pytest.approx(exact.value, rel=1e-12)
+    # The same family without its value masses: a Monte Carlo estimate of the same floor.
+    anonymous = dataclasses.replace(family, name="anonymous", value_masses=None)
+    mc = th.family_floor(anonymous, cfg, b, key=jax.random.key(1), num_batches=2000)
+    assert mc.stderr > 0
+    assert abs(mc.value - exact.value) <= 4 * mc.stderr, (cfg.family, mc, exact)
+
+
+def test_e3_continuous_family_floor_is_zero():
+    cfg = tiny_config(**{"data.family": "gaussian"}).data
+    assert th.family_floor(data.get_latent_family("gaussian"), cfg, 16,
+                           key=jax.random.key(9)) == th.CollisionFloor(0.0, 0.0)
+
+
+def test_e3_floor_of_a_registered_discrete_family_comes_from_its_collisions():
+    """A custom discrete family gets a real floor (its collisions), not 0."""
+    family = _custom_family("test_three_points", discrete=True)
+    cfg = tiny_config(**{"data.family": family.name, "data.num_classes": 3})
+    exact = th.collision_floor_onehot(cfg.train.batch_size, 3)  # uniform over 3 points
+    floor = report.data_floor(cfg, key=jax.random.key(0))
+    assert floor.stderr > 0
+    assert abs(floor.value - exact.value) <= 4 * floor.stderr
+    (e3,) = [r for r in report.bounds_table(cfg, num_batches=8) if r["statement"][:2] == "E3"]
+    assert e3["bound"] > 1.0 and abs(e3["bound"] - exact.value) <= 0.05
+    assert e3["holds"]
+    # The same family declared continuous: collisions have probability 0, floor 0.
+    cont = _custom_family("test_three_blobs", discrete=False)
+    cfg_c = cfg.replace(**{"data.family": cont.name})
+    assert report.data_floor(cfg_c, key=jax.random.key(0)) == th.CollisionFloor(0.0, 0.0)
+
+
 def test_e3_collision_counts():
     z = np.array([[1, 0], [0, 1], [1, 0], [1, 0], [1, 1]], dtype=float)
     np.testing.assert_array_equal(th.latent_collision_counts(z), [3, 1, 3, 3, 1])
@@ -519,6 +608,95 @@ def test_e6_radius_and_range():
     s = np.random.default_rng(0).uniform(-m, m, (b, b))
     loss = float(th.saturation_check(s, tau).value)
     assert float(rng.lower) <= loss <= float(rng.upper)
+
+
+@pytest.mark.parametrize("n_a,n_b", [(20, 20), (10, 30)])
+def test_e6_two_sample_radius_is_needed_for_two_means(n_a, n_b):
+    """|mean_a - mean_b| of two independent means: r_a(delta/2) + r_b(delta/2) holds;
+    for two equal halves the one-sample radius r_a(delta) fails more often than delta."""
+    delta, width, reps = 0.01, 3.0, 20_000
+    rng = np.random.default_rng(n_a + 7 * n_b)
+    draws = width * rng.integers(0, 2, size=(reps, n_a + n_b))  # the hardest two-point law
+    dev = np.abs(draws[:, :n_a].mean(1) - draws[:, n_a:].mean(1))
+    radius = float(th.two_sample_radius(width, n_a, n_b, delta))
+    assert math.isclose(radius, float(th.concentration_radius(width, n_a, delta / 2)
+                                      + th.concentration_radius(width, n_b, delta / 2)),
+                        rel_tol=1e-12)
+    band = 3 * math.sqrt(delta * (1 - delta) / reps)
+    assert np.mean(dev > radius) <= delta + band
+    if n_a == n_b:  # two half-sample means against the one-sample radius: too small
+        one_sample = float(th.concentration_radius(width, n_a, delta))
+        assert np.mean(dev > one_sample) > delta + band
+
+
+def test_e6_row_of_the_table_is_a_valid_statement():
+    cfg = tiny_config()
+    rows = report.bounds_table(cfg, num_batches=16)
+    (e6,) = [r for r in rows if r["statement"][:2] == "E6"]
+    tau = cfg.objective.temperature
+    expected = th.two_sample_radius(th.batch_loss_range(cfg.train.batch_size, tau, 1.0),
+                                    4, 12, 0.05)
+    assert e6["bound"] == pytest.approx(float(expected), rel=1e-6)
+    assert "4 batches" in e6["statement"] and "N=12" in e6["statement"]
+    assert e6["check"] == "probability" and e6["holds"]
+
+
+# --------------------------------------------------------------------------- the table
+def _wrong_floor(*args, **kwargs):
+    return th.CollisionFloor(value=50.0, stderr=0.0)  # far above any loss of the tiny config
+
+
+def _wrong_range(*args, **kwargs):
+    return jnp.asarray(1e-9)  # a loss range that no deviation fits in
+
+
+def _wrong_score_range(batch_size, temperature, score_bound):
+    return th.ScoreRange(lower=jnp.asarray(0.0), upper=jnp.asarray(1e-3))
+
+
+def _wrong_reweighting(per_class_error, pi_prime):
+    return jnp.asarray(0.5) + jnp.asarray(1.0) * 0  # not the reweighted per-class error
+
+
+@pytest.mark.parametrize("name,wrong,statement", [
+    ("family_floor", _wrong_floor, "E3"),
+    ("batch_loss_range", _wrong_range, "E6"),
+    ("score_range_bounds", _wrong_score_range, "E1 l_i <= log(1+(B-1)e^(2M/tau))"),
+    ("reweighted_error", _wrong_reweighting, "E7 err_D'"),
+])
+def test_holds_turns_false_when_a_calculator_is_wrong(monkeypatch, name, wrong, statement):
+    cfg = tiny_config()
+    before = [r for r in report.bounds_table(cfg, num_batches=8)
+              if r["statement"].startswith(statement)]
+    assert before and all(r["holds"] for r in before)
+    monkeypatch.setattr(th, name, wrong)
+    after = [r for r in report.bounds_table(cfg, num_batches=8)
+             if r["statement"].startswith(statement)]
+    assert after and not any(r["holds"] for r in after), after
+    assert all(r["verdict"] == "FAILS" for r in after)
+    assert "FAILS" in report.format_table(after)
+
+
+def test_table_shows_the_tolerance_of_a_monte_carlo_row(monkeypatch):
+    """A measured loss below its floor but within 3 s.e. reads 'holds within 3 s.e.'."""
+    cfg = tiny_config()
+    key = jax.random.key(5)
+    (e3,) = [r for r in report.bounds_table(cfg, key=key, num_batches=8)
+             if r["statement"][:2] == "E3"]
+    assert e3["verdict"] == "holds" and e3["measured"] >= e3["bound"]
+    loss_se = e3["mc_error"]  # the one-hot floor is exact, so this is the loss's s.e.
+    assert loss_se > 0
+    floor = th.CollisionFloor(value=e3["measured"] + 0.5 * loss_se, stderr=0.0)
+    monkeypatch.setattr(th, "family_floor", lambda *a, **k: floor)
+    (near,) = [r for r in report.bounds_table(cfg, key=key, num_batches=8)
+               if r["statement"][:2] == "E3"]
+    assert near["measured"] < near["bound"] and near["holds"]
+    assert near["verdict"] == "holds within 3 s.e." and near["tolerance"] == "3 s.e."
+    text = report.format_table([near])
+    assert "holds within 3 s.e." in text and "yes" not in text
+    exact_rows = [r for r in report.bounds_table(cfg, key=key, num_batches=8)
+                  if r["check"] == "exact"]
+    assert exact_rows and all(r["verdict"] == "holds" for r in exact_rows)
 
 
 # --------------------------------------------------------------------------- E7

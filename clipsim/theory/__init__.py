@@ -1,4 +1,4 @@
-"""The exact statements E1-E7 of THEORY.md section 5 as calculators.
+"""The exact statements E1-E7 of docs/theory.md as calculators.
 
 Each function computes both sides of one statement from arrays, callables or
 numbers and returns a small frozen dataclass (a JAX pytree) with the two sides,
@@ -10,14 +10,15 @@ or losses.
 E1     :func:`row_loss_sandwich`, :func:`score_range_bounds`
 E2     :func:`ranking_bound`, :func:`zero_shot_ranking_bound`
 E3     :func:`collision_floor_onehot`, :func:`collision_floor`,
-       :func:`collision_floor_monte_carlo`, :func:`latent_collision_counts`,
+       :func:`collision_floor_monte_carlo`, :func:`family_floor`,
+       :func:`latent_collision_counts`,
        :func:`clip_floor_check`
 E4     :func:`completeness_profile`, :func:`pair_statistics_upper_bound`,
        :func:`best_profile_bound`, :func:`mean_loss_upper_check`
 E5     :func:`saturation_loss_bound`, :func:`margin_needed`,
        :func:`saturation_check`
 E6     :func:`concentration_radius`, :func:`batch_loss_range`,
-       :func:`concentration_check`
+       :func:`concentration_check`, :func:`two_sample_radius`
 E7     :func:`tv_class_prior`, :func:`reweighted_error`, :func:`shift_check`,
        :func:`tv_monte_carlo`, :func:`tv_gaussian_same_mean_upper`,
        :func:`tv_joint_same_prior`
@@ -33,6 +34,7 @@ from clipsim.theory.concentration import (
     batch_loss_range,
     concentration_check,
     concentration_radius,
+    two_sample_radius,
 )
 from clipsim.theory.floor import (
     CollisionFloor,
@@ -41,6 +43,7 @@ from clipsim.theory.floor import (
     collision_floor,
     collision_floor_monte_carlo,
     collision_floor_onehot,
+    family_floor,
     latent_collision_counts,
     mean_loss_upper_check,
 )
@@ -99,6 +102,7 @@ __all__ = [
     "collision_floor",
     "collision_floor_monte_carlo",
     "collision_floor_onehot",
+    "family_floor",
     "latent_collision_counts",
     # E4
     "BestProfileBound",
@@ -118,6 +122,7 @@ __all__ = [
     "batch_loss_range",
     "concentration_check",
     "concentration_radius",
+    "two_sample_radius",
     # E7
     "ShiftCheck",
     "TVEstimate",

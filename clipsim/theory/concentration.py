@@ -1,4 +1,4 @@
-"""E6: concentration of the mean batch loss over i.i.d. batches (THEORY.md E6)."""
+"""E6: concentration of the mean batch loss over i.i.d. batches (docs/theory.md, E6)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,8 @@ from clipsim.theory._checks import (
 )
 from clipsim.theory.sandwich import score_range_bounds
 
-__all__ = ["ConcentrationCheck", "batch_loss_range", "concentration_check", "concentration_radius"]
+__all__ = ["ConcentrationCheck", "batch_loss_range", "concentration_check", "concentration_radius",
+           "two_sample_radius"]
 
 
 @result_type
@@ -79,6 +80,44 @@ def concentration_radius(
 @jax.jit
 def _radius(r: jnp.ndarray, n: jnp.ndarray, delta: jnp.ndarray) -> jnp.ndarray:
     return r * jnp.sqrt(jnp.log(2.0 / delta) / (2.0 * n))
+
+
+def two_sample_radius(
+    loss_range: ArrayLike,
+    n_a: int | ArrayLike,
+    n_b: int | ArrayLike,
+    delta: ArrayLike,
+) -> jnp.ndarray:
+    r"""Radius for the difference of two means of batch losses of one fixed model.
+
+    .. math::
+        P\Bigl(\bigl|\bar L_{n_a} - \bar L_{n_b}\bigr| >
+        r_{n_a}(\delta/2) + r_{n_b}(\delta/2)\Bigr) \le \delta,
+        \qquad r_n(\delta) = R\sqrt{\log(2/\delta)/(2n)} .
+
+    Proof sketch: each mean is within its own Hoeffding radius of the common
+    expectation except with probability ``delta/2``
+    (:func:`concentration_radius`); on the intersection of the two events the
+    triangle inequality bounds the difference by the sum of the radii, and the
+    union bound gives probability at least ``1 - delta``. With ``n_a = n_b = n``
+    this is twice the one-sample radius at ``delta/2``: comparing a mean with an
+    estimate of the expectation is not comparing it with the expectation, and the
+    one-sample radius ``r_n(delta)`` is too small for it. As ``n_b`` grows the
+    radius tends to ``r_{n_a}(delta/2)``.
+
+    Args:
+        loss_range: ``R > 0`` (see :func:`batch_loss_range`).
+        n_a: Batches in the first mean, ``>= 1``.
+        n_b: Batches in the second (independent) mean, ``>= 1``.
+        delta: Failure probability in ``(0, 1)``.
+
+    Returns:
+        The radius, broadcast over the arguments. Jittable.
+    """
+    check_unit_open("delta", delta)
+    half = jnp.asarray(delta, as_float(loss_range).dtype) / 2
+    return (concentration_radius(loss_range, n_a, half)
+            + concentration_radius(loss_range, n_b, half))
 
 
 def batch_loss_range(

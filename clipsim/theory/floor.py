@@ -1,9 +1,10 @@
-"""E3: the loss floor set by unexpected positives (THEORY.md E3)."""
+"""E3: the loss floor set by unexpected positives (docs/theory.md, E3)."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -27,6 +28,7 @@ __all__ = [
     "collision_floor",
     "collision_floor_monte_carlo",
     "collision_floor_onehot",
+    "family_floor",
     "latent_collision_counts",
     "mean_loss_upper_check",
 ]
@@ -124,7 +126,7 @@ def collision_floor(
     sparse_prob: float | None = None,
     sparse_active: int | None = None,
 ) -> CollisionFloor:
-    r"""Exact E3 floor for the latent families of THEORY.md section 1.
+    r"""Exact E3 floor for the built-in latent families (docs/theory.md, section 1).
 
     * ``onehot``: :func:`collision_floor_onehot` with ``class_probs`` (or uniform
       over ``num_concepts``).
@@ -275,6 +277,82 @@ def collision_floor_monte_carlo(
         value=float(batch_means.mean()),
         stderr=float(batch_means.std(ddof=1) / math.sqrt(num_batches)),
     )
+
+
+def family_floor(
+    family: Any,
+    data_config: Any,
+    batch_size: int,
+    *,
+    key: jax.Array,
+    num_batches: int | None = None,
+) -> CollisionFloor:
+    r"""E3 floor ``E[log n_i]`` of a latent family, asked through the family object itself.
+
+    * ``family.discrete`` False (continuous latents): the floor is 0. Two
+      independent draws of a continuous distribution coincide with probability
+      0, so ``n_i = 1`` almost surely and ``E[log n_i] = 0``. (0 is a valid floor
+      for every family, since every row loss is ``>= 0``.)
+    * ``family.discrete`` True and ``family.value_masses`` given: exact. With
+      ``(q_v, mult_v) = family.value_masses(data_config)`` (the mass of each
+      distinct latent value and how many values share it),
+
+      .. math::
+          \mathbb E[\log n_i] = \sum_v \mathrm{mult}_v\, q_v\,
+          \mathbb E\bigl[\log\bigl(1 + \mathrm{Bin}(B-1, q_v)\bigr)\bigr].
+    * ``family.discrete`` True and no ``value_masses``: a Monte Carlo estimate
+      over in-batch collision counts. Class latents come from
+      ``family.centres(data_config, key, float32)``, then ``num_batches``
+      batches of ``batch_size`` latents from
+      ``family.sample(data_config, centres, key, n)``, and
+      :func:`collision_floor_monte_carlo` averages ``(1/B) sum_i log n_i``.
+
+    The family is never named: any object with these attributes (a
+    :class:`clipsim.data.LatentFamily`) works, so a registered custom family gets
+    its floor like a built-in one.
+
+    Args:
+        family: A latent family (``discrete``, ``value_masses``, ``centres``, ``sample``).
+        data_config: The ``DataConfig`` the family samples under.
+        batch_size: ``B >= 2``.
+        key: PRNG key of the Monte Carlo draw (unused when the floor is exact).
+        num_batches: Monte Carlo batches ``>= 2``; default ``max(256, 2**18 // B)``
+            (about ``2**18`` latent rows, standard error near 1e-3 at ``B = 128``).
+
+    Returns:
+        A :class:`CollisionFloor`: ``(0, 0)`` for a continuous family, the exact
+        value with ``stderr = 0`` when the family gives its value masses, else the
+        Monte Carlo mean and its standard error over batches.
+    """
+    check_int("batch_size", batch_size, 2)
+    if not bool(family.discrete):
+        return CollisionFloor(value=0.0, stderr=0.0)
+    value_masses = getattr(family, "value_masses", None)
+    if value_masses is not None:
+        masses, multiplicities = value_masses(data_config)
+        masses = np.asarray(masses, dtype=np.float64)
+        multiplicities = np.asarray(multiplicities, dtype=np.float64)
+        if masses.shape != multiplicities.shape or masses.ndim != 1:
+            raise ValueError(f"family {family.name!r}: value_masses must return two 1-D "
+                             f"arrays of equal length, got shapes {masses.shape} and "
+                             f"{multiplicities.shape}")
+        total = float(np.sum(masses * multiplicities))
+        if np.any(masses < 0) or abs(total - 1.0) > 1e-6:
+            raise ValueError(f"family {family.name!r}: value_masses must be non-negative "
+                             f"with sum(mult * q) = 1, got {total!r}")
+        return CollisionFloor(value=_floor_from_masses(batch_size, masses, multiplicities),
+                              stderr=0.0)
+    if num_batches is None:
+        num_batches = max(256, (1 << 18) // batch_size)
+    check_int("num_batches", num_batches, 2)
+    k_centres, k_batches = jax.random.split(key)
+    centres = family.centres(data_config, k_centres, jnp.float32)
+
+    def sample(k: jax.Array, n: int) -> jax.Array:
+        return family.sample(data_config, centres, k, n)[0]
+
+    return collision_floor_monte_carlo(jax.jit(sample, static_argnums=1), batch_size,
+                                       num_batches, key=k_batches)
 
 
 def _mc_check(value: float, value_stderr: float, bound: float, bound_stderr: float,

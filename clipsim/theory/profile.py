@@ -1,4 +1,4 @@
-"""E4: upper bounds on the expected row loss from independent-pair statistics (THEORY.md E4)."""
+"""E4: upper bounds on the expected row loss from independent-pair statistics (docs/theory.md)."""
 
 from __future__ import annotations
 

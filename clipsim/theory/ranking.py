@@ -1,4 +1,4 @@
-"""E2: top-r ranking error bounded by the contrastive loss (THEORY.md E2)."""
+"""E2: top-r ranking error bounded by the contrastive loss (docs/theory.md, E2)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""E1: the row-loss sandwich and the loss range of bounded scores (THEORY.md E1)."""
+"""E1: the row-loss sandwich and the loss range of bounded scores (docs/theory.md, E1)."""
 
 from __future__ import annotations
 
@@ -95,7 +95,7 @@ def row_loss_sandwich(
     The loss is evaluated as a log-sum-exp of the gaps ``(s_ij - s_ii) / tau``
     (which include an exact 0), and both bounds as ``logaddexp(0, .)``, so
     nothing overflows for tiny ``tau``. The margin here is over *all*
-    negatives, as E1 needs; the reported metric margin of THEORY.md section 4
+    negatives, as E1 needs; the reported metric margin of docs/theory.md, section 4
     excludes same-latent negatives and is a different quantity. The column
     losses are the row losses of ``scores.T``. Jittable.
 

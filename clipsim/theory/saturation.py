@@ -1,4 +1,4 @@
-"""E5: margin saturation of the CLIP loss (THEORY.md E5)."""
+"""E5: margin saturation of the CLIP loss (docs/theory.md, E5)."""
 
 from __future__ import annotations
 
@@ -100,7 +100,7 @@ def margin_needed(
 
     Proof sketch: ``log(1 + x) <= x`` gives
     ``L_clip <= log(1 + (B-1) e^{-mu/tau}) <= (B-1) e^{-mu/tau}``, which is
-    ``<= eps`` once ``mu >= mu_suff`` (THEORY.md's formula). At ``mu_suff`` the
+    ``<= eps`` once ``mu >= mu_suff`` (the formula of docs/theory.md, E5). At ``mu_suff`` the
     E5 bound equals ``log(1 + eps)``, slightly below ``eps``, so ``mu_suff`` is
     sufficient, not minimal. ``mu_exact`` solves
     ``log(1 + (B-1) e^{-mu/tau}) = eps`` exactly; since ``e^eps - 1 >= eps``,

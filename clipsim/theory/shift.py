@@ -1,4 +1,4 @@
-"""E7: zero-shot error under distribution shift (THEORY.md E7)."""
+"""E7: zero-shot error under distribution shift (docs/theory.md, E7)."""
 
 from __future__ import annotations
 
