@@ -11,6 +11,10 @@ Every name in the ``__all__`` of a public module must
 Constants (tuples, dicts, numbers) cannot carry docstrings; the API page
 describes them. Every ``clipsim.…`` name and every ``tests/…::test_…`` reference
 in ``docs/*.md`` must exist.
+
+The docs stand alone: nothing under README.md, docs/, notebooks/, clipsim/ or
+experiments/ points to a specification file outside the repository, and the
+paper is cited (README and ``CITATION.cff``).
 """
 
 from __future__ import annotations
@@ -198,3 +202,73 @@ def test_tests_cited_in_the_docs_exist(page):
                                                  flags=re.M):
             missing.append(f"{path}::{func}")
     assert not missing, f"docs/{page} cites tests that do not exist: {missing}"
+
+
+# --------------------------------------------------------------------------- standing alone
+# Names of files that are not part of the repository; the docs must not depend on them.
+OUTSIDE_FILES = re.compile(r"THEORY\.md|DESIGN\.md|\.\./shared")
+STANDALONE_ROOTS = ("README.md", "docs", "notebooks", "clipsim", "experiments")
+TEXT_SUFFIXES = {".md", ".py", ".ipynb", ".toml", ".txt", ".cff", ".rst", ".cfg", ".json"}
+
+
+def _text_files() -> list[Path]:
+    out = []
+    for root in STANDALONE_ROOTS:
+        path = ROOT / root
+        candidates = [path] if path.is_file() else sorted(path.rglob("*"))
+        out += [f for f in candidates if f.is_file() and f.suffix in TEXT_SUFFIXES
+                and "__pycache__" not in f.parts and ".ipynb_checkpoints" not in f.parts]
+    return out
+
+
+def test_nothing_refers_to_files_outside_the_repository():
+    hits = []
+    for path in _text_files():
+        for number, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+            if OUTSIDE_FILES.search(line):
+                hits.append(f"{path.relative_to(ROOT)}:{number}: {line.strip()[:80]}")
+    assert not hits, "point into docs/ instead (e.g. docs/theory.md, E3):\n" + "\n".join(hits)
+
+
+def test_the_outside_file_check_can_fail(tmp_path):
+    assert OUTSIDE_FILES.search("see THEORY.md E3")
+    assert OUTSIDE_FILES.search("the conventions of DESIGN.md")
+    assert OUTSIDE_FILES.search("../shared/tools")
+    assert not OUTSIDE_FILES.search("see docs/theory.md, E3")
+    assert _text_files(), "the scan found no files"
+
+
+PAPER_TITLE = "Understanding Transferable Representation Learning and Zero-shot Transfer in"
+PAPER_AUTHORS = ("Zixiang", "Yihe", "Yuanzhi", "Quanquan")
+
+
+def test_the_paper_is_cited():
+    readme = (ROOT / "README.md").read_text()
+    assert re.search(r"^## Citation\s*$", readme, flags=re.M), "README.md has no Citation section"
+    bibtex = re.search(r"```bibtex\n(.*?)```", readme, flags=re.S)
+    assert bibtex, "README.md has no BibTeX block"
+    entry = bibtex.group(1)
+    assert entry.lstrip().startswith("@inproceedings{")
+    assert PAPER_TITLE in entry and "2310.00927" in entry and "2024" in entry
+    for name in ("Chen", "Deng", "Li", "Gu"):
+        assert name in entry
+    cff = (ROOT / "CITATION.cff").read_text()
+    assert re.search(r"^cff-version: 1\.2\.0$", cff, flags=re.M)
+    preferred = cff.split("preferred-citation:", 1)
+    assert len(preferred) == 2, "CITATION.cff has no preferred-citation"
+    body = preferred[1]
+    assert "type: conference-paper" in body and PAPER_TITLE in body
+    assert "year: 2024" in body and "2310.00927" in body and "ICLR" in body
+    for given in PAPER_AUTHORS:
+        assert f"given-names: {given}" in body
+
+
+def test_figure_map_covers_every_item():
+    text = (DOCS / "figures.md").read_text()
+    rows = set(re.findall(r"^\| ([EPTMX]\d) \|", text, flags=re.M))
+    expected = {f"E{i}" for i in range(1, 9)} | {f"P{i}" for i in range(1, 9)}
+    expected |= {"T1", "M1", "X1"}
+    assert rows == expected, f"docs/figures.md rows: missing {sorted(expected - rows)}"
+    theory = (DOCS / "theory.md").read_text()
+    for i in range(1, 9):
+        assert re.search(rf"^### E{i}\. ", theory, flags=re.M), f"docs/theory.md lacks E{i}"
