@@ -54,6 +54,10 @@ def test_quick_mode_writes_png_and_json(quick_runs, name):
     for key in REQUIRED:
         assert key in on_disk, f"{name}.json lacks {key!r}"
     assert on_disk["verdict"] in VERDICTS
+    assert on_disk["criteria"], f"{name}.json has an empty criteria ledger"
+    assert on_disk["criteria"][-1]["text"] == on_disk["criterion"]
+    control = on_disk["positive_control"]  # None only for an exact check
+    assert control is None or isinstance(control["passed"], bool)
     assert on_disk["criterion"].strip() and on_disk["summary"].strip()
     assert len(on_disk["seeds"]) >= 2
     assert on_disk["quick"] is True
