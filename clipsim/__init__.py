@@ -3,10 +3,10 @@
 Data flows one way: config -> generator -> encoders -> objective -> trainer ->
 metrics/bounds -> results table -> plots. The main entry points:
 
-    >>> import jax, clipsim                                     # doctest: +SKIP
+    >>> import clipsim                                          # doctest: +SKIP
     >>> cfg = clipsim.RunConfig.load("experiments/configs/onehot_linear.toml")  # doctest: +SKIP
-    >>> result = clipsim.train(cfg, key=jax.random.key(0))      # doctest: +SKIP
-    >>> report = clipsim.evaluate(result, key=jax.random.key(1))  # doctest: +SKIP
+    >>> result = clipsim.train(cfg)                             # doctest: +SKIP
+    >>> report = clipsim.evaluate(result)                       # doctest: +SKIP
 """
 
 from clipsim.config import (

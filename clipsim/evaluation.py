@@ -10,6 +10,7 @@ Test data comes from the evaluation key stream, never from the training one.
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -132,8 +133,12 @@ _evaluate_jit = jax.jit(evaluate_program)
 
 
 @dataclass(frozen=True)
-class Report:
-    """Metrics of one trained run, with the config that produced them."""
+class Report(Mapping[str, float]):
+    """Metrics of one trained run, with the config that produced them.
+
+    A read-only mapping of metric name -> value: ``report["zs_accuracy"]``,
+    ``"zs_accuracy" in report``, ``dict(report)``.
+    """
 
     metrics: dict[str, float]
     config: RunConfig
@@ -141,6 +146,12 @@ class Report:
 
     def __getitem__(self, name: str) -> float:
         return self.metrics[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.metrics)
+
+    def __len__(self) -> int:
+        return len(self.metrics)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe dict: ``metrics``, ``config`` (nested), ``config_hash`` and extras."""
@@ -167,12 +178,15 @@ def _principal_angle_summary(result: TrainResult) -> dict[str, float]:
             "angle_mean_deg": float(np.degrees(np.mean(angles)))}
 
 
-def evaluate(result: TrainResult, *, key: Array | None = None) -> Report:
+def evaluate(result: TrainResult) -> Report:
     """Evaluate a trained run on fresh test data.
+
+    The test data come from the run key's evaluation stream
+    (``fold_in(key(seed), STREAM_EVAL)``), never from the training one, so the
+    numbers are a function of the config alone and equal those of a sweep.
 
     Args:
         result: from ``clipsim.train``.
-        key: evaluation PRNG key; defaults to ``fold_in(result.key, STREAM_EVAL)``.
 
     Returns:
         A ``Report`` of float metrics (see ``evaluate_program``), plus the largest and
@@ -181,8 +195,7 @@ def evaluate(result: TrainResult, *, key: Array | None = None) -> Report:
     """
     if not isinstance(result, TrainResult):
         raise TypeError(f"evaluate: expected a TrainResult, got {type(result).__name__}")
-    if key is None:
-        key = jax.random.fold_in(result.key, STREAM_EVAL)
+    key = jax.random.fold_in(result.key, STREAM_EVAL)
     values = _evaluate_jit(result.config, result.params, key)
     out = {k: float(v) for k, v in values.items()}
     out.update(_principal_angle_summary(result))

@@ -139,3 +139,24 @@ def test_float64_needs_x64():
     with jax.enable_x64(True):
         result = clipsim.train(cfg)
         assert result.params["encoders"]["image"]["w"].dtype == jnp.float64
+
+
+def test_training_in_segments_equals_one_program(monkeypatch) -> None:
+    """``train`` runs bounded segments (for Ctrl-C); the numbers are the one-piece program's."""
+    from clipsim.train import loop
+
+    cfg = tiny_config()
+    whole = jax.jit(loop.train_program)(cfg, jax.random.key(cfg.seed))
+    monkeypatch.setattr(loop, "SEGMENT_WORK", cfg.train.log_every * cfg.train.batch_size)
+    assert loop._segments(cfg) == [1] * cfg.train.num_logs
+    pieces = loop.train(cfg)
+    for a, b in zip(jax.tree.leaves(whole.params), jax.tree.leaves(pieces.params), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    np.testing.assert_array_equal(np.asarray(whole.history["loss"]), pieces.history["loss"])
+    np.testing.assert_array_equal(np.asarray(whole.history["step"]), pieces.history["step"])
+
+
+def test_report_is_a_mapping(learned_runs) -> None:
+    _, report = learned_runs[0]
+    assert "zs_accuracy" in report and dict(report)["zs_accuracy"] == report["zs_accuracy"]
+    assert len(report) == len(report.metrics)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import jax
@@ -47,6 +48,10 @@ __all__ = [
     "objective_loss",
     "init_params",
     "fit",
+    "FitState",
+    "Trainer",
+    "run_trainer",
+    "SEGMENT_WORK",
     "batch_source",
     "training_set",
     "weight_shares",
@@ -227,6 +232,91 @@ def _clamp_temperature(params: Params, cfg: RunConfig) -> Params:
     return {**params, "objective": obj}
 
 
+@jax.tree_util.register_dataclass
+@dataclass(frozen=True)
+class FitState:
+    """The carry of the training loop: parameters, optimizer state, first bad step."""
+
+    params: Params
+    opt_state: Any
+    first_bad_step: Array
+
+
+@dataclass(frozen=True)
+class Trainer:
+    """Everything ``fit`` needs besides the step count: the loop's ingredients.
+
+    Attributes:
+        loss_fn: ``loss_fn(params, batch) -> (loss, aux)``; ``loss`` a scalar, ``aux``
+            a dict of scalar diagnostics (logged as block means).
+        params: initial parameters (a pytree).
+        optimizer: an optax transformation.
+        batch_fn: ``batch_fn(step) -> batch`` for an int32 step index (fresh draws
+            from a folded key, or an index into a fixed training set).
+        log_every: steps per logging block.
+        post_update: applied to the parameters after each update (e.g. a clamp).
+        diagnostics: ``diagnostics(params) -> dict`` of scalars recorded at the end of
+            every logging block (e.g. weight shares).
+    """
+
+    loss_fn: LossFn
+    params: Params
+    optimizer: optax.GradientTransformation
+    batch_fn: Callable[[Array], Any]
+    log_every: int
+    post_update: Callable[[Params], Params] | None = None
+    diagnostics: Callable[[Params], dict[str, Array]] | None = None
+
+    def init(self) -> FitState:
+        """The loop's state before the first step."""
+        return FitState(self.params, self.optimizer.init(self.params),
+                        jnp.asarray(-1, jnp.int32))
+
+    def blocks(self, state: FitState, first_block: Any,
+               num_blocks: int) -> tuple[FitState, dict[str, Array]]:
+        """Run ``num_blocks`` logging blocks from block ``first_block``.
+
+        Steps are numbered globally (block b runs steps ``b * log_every`` to
+        ``(b + 1) * log_every - 1``), so running the blocks in several calls gives
+        the same steps, batches and updates as one call.
+
+        Args:
+            state: the loop's state after ``first_block`` blocks.
+            first_block: index of the first block to run (may be traced).
+            num_blocks: how many blocks (static).
+
+        Returns:
+            ``(state, history)`` with (num_blocks,) history arrays.
+        """
+        grad_fn = jax.value_and_grad(self.loss_fn, has_aux=True)
+        log_every = self.log_every
+
+        def step_fn(carry: FitState, step):
+            (loss, aux), grads = grad_fn(carry.params, self.batch_fn(step))
+            updates, new_opt_state = self.optimizer.update(grads, carry.opt_state, carry.params)
+            new_params = optax.apply_updates(carry.params, updates)
+            if self.post_update is not None:
+                new_params = self.post_update(new_params)
+            finite = jnp.isfinite(loss)
+            keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(finite, a, b), new, old)  # noqa: E731
+            bad = carry.first_bad_step
+            bad = jnp.where((bad < 0) & ~finite, step.astype(bad.dtype), bad)
+            return (FitState(keep(new_params, carry.params),
+                             keep(new_opt_state, carry.opt_state), bad),
+                    {"loss": loss, **aux})
+
+        def block_fn(carry: FitState, block):
+            block_steps = block * log_every + jnp.arange(log_every)
+            carry, logs = jax.lax.scan(step_fn, carry, block_steps)
+            record = jax.tree.map(lambda a: jnp.mean(a, axis=0), logs)
+            record["step"] = (block + 1) * log_every
+            if self.diagnostics is not None:
+                record.update(self.diagnostics(carry.params))
+            return carry, record
+
+        return jax.lax.scan(block_fn, state, first_block + jnp.arange(num_blocks))
+
+
 def fit(loss_fn: LossFn, params: Params, optimizer: optax.GradientTransformation,
         batch_fn: Callable[[Array], Any], *, steps: int, log_every: int,
         post_update: Callable[[Params], Params] | None = None,
@@ -245,50 +335,38 @@ def fit(loss_fn: LossFn, params: Params, optimizer: optax.GradientTransformation
             a dict of scalar diagnostics (logged as block means).
         params: initial parameters (a pytree).
         optimizer: an optax transformation.
-        batch_fn: ``batch_fn(step) -> batch`` for an int32 step index (fresh draws
-            from a folded key, or an index into a fixed training set).
+        batch_fn: ``batch_fn(step) -> batch`` for an int32 step index.
         steps: number of optimizer steps, a multiple of ``log_every``.
         log_every: steps per logging block.
         post_update: applied to the parameters after each update (e.g. a clamp).
         diagnostics: ``diagnostics(params) -> dict`` of scalars recorded at the end of
-            every logging block (e.g. weight shares).
+            every logging block.
 
     Returns:
         ``TrainOutput``: final params, history of ``steps // log_every`` entries
         (``step``, ``loss`` and each aux key as block means, then the diagnostics),
         and the first non-finite step (-1 if none).
+
+    Example:
+        >>> import jax.numpy as jnp, optax
+        >>> loss = lambda p, b: (jnp.sum((p - b) ** 2), {})
+        >>> out = fit(loss, jnp.zeros(2), optax.sgd(0.1), lambda step: 1.0,
+        ...           steps=100, log_every=50)
+        >>> [round(float(v), 3) for v in out.params]
+        [1.0, 1.0]
     """
+    trainer = Trainer(loss_fn, params, optimizer, batch_fn, log_every, post_update, diagnostics)
+    return _finish(*trainer.blocks(trainer.init(), 0, _num_blocks(steps, log_every)))
+
+
+def _num_blocks(steps: int, log_every: int) -> int:
     if steps % log_every:
         raise ValueError(f"fit: steps = {steps} is not a multiple of log_every = {log_every}")
-    grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+    return steps // log_every
 
-    def step_fn(carry, step):
-        params, opt_state, first_bad = carry
-        (loss, aux), grads = grad_fn(params, batch_fn(step))
-        updates, new_opt_state = optimizer.update(grads, opt_state, params)
-        new_params = optax.apply_updates(params, updates)
-        if post_update is not None:
-            new_params = post_update(new_params)
-        finite = jnp.isfinite(loss)
-        keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(finite, a, b), new, old)  # noqa: E731
-        params = keep(new_params, params)
-        opt_state = keep(new_opt_state, opt_state)
-        first_bad = jnp.where((first_bad < 0) & ~finite, step.astype(first_bad.dtype), first_bad)
-        return (params, opt_state, first_bad), {"loss": loss, **aux}
 
-    def block_fn(carry, block):
-        block_steps = block * log_every + jnp.arange(log_every)
-        carry, logs = jax.lax.scan(step_fn, carry, block_steps)
-        record = jax.tree.map(lambda a: jnp.mean(a, axis=0), logs)
-        record["step"] = (block + 1) * log_every
-        if diagnostics is not None:
-            record.update(diagnostics(carry[0]))
-        return carry, record
-
-    init_carry = (params, optimizer.init(params), jnp.asarray(-1, jnp.int32))
-    (params, _, first_bad), history = jax.lax.scan(
-        block_fn, init_carry, jnp.arange(steps // log_every))
-    return TrainOutput(params=params, history=history, first_bad_step=first_bad)
+def _finish(state: FitState, history: dict[str, Array]) -> TrainOutput:
+    return TrainOutput(params=state.params, history=history, first_bad_step=state.first_bad_step)
 
 
 def batch_source(cfg: RunConfig, world: World, key: Array) -> Callable[[Array], Batch]:
@@ -333,11 +411,33 @@ def training_set(cfg: RunConfig, world: World, key: Array) -> Batch:
     return jax.tree.map(lambda a: a.reshape(n, b, *a.shape[1:]), pairs)
 
 
+def run_trainer(cfg: RunConfig, key: Array) -> Trainer:
+    """The run's ``Trainer``: its objective on the two encoders, optimizer, batches, clamp.
+
+    Args:
+        cfg: the run config.
+        key: the run's PRNG key.
+
+    Returns:
+        A ``Trainer`` whose ``blocks`` train the run (``train_program`` runs them all).
+    """
+    world = world_for(cfg)
+    return Trainer(
+        loss_fn=lambda params, batch: objective_loss(params, batch, cfg),
+        params=init_params(cfg, key=jax.random.fold_in(key, STREAM_INIT)),
+        optimizer=make_optimizer(cfg.train),
+        batch_fn=batch_source(cfg, world, key),
+        log_every=cfg.train.log_every,
+        post_update=lambda params: _clamp_temperature(params, cfg),
+        diagnostics=lambda params: weight_shares(params, world, cfg),
+    )
+
+
 def train_program(cfg: RunConfig, key: Array) -> TrainOutput:
     """Train one run; pure, ``jit``- and ``vmap``-able over dynamic config fields.
 
     ``fit`` with the configured objective on the two encoders, the configured
-    optimizer, the run's batch source and CLIP's temperature clamp.
+    optimizer, the run's batch source and CLIP's temperature clamp (``run_trainer``).
 
     Args:
         cfg: the run config (a pytree; static fields fix the program).
@@ -348,19 +448,29 @@ def train_program(cfg: RunConfig, key: Array) -> TrainOutput:
         (with ``unique_share_image``/``_text`` for linear encoders) and the first
         non-finite step (-1 if none; the update of a non-finite step is skipped).
     """
-    world = world_for(cfg)
-    return fit(
-        lambda params, batch: objective_loss(params, batch, cfg),
-        init_params(cfg, key=jax.random.fold_in(key, STREAM_INIT)),
-        make_optimizer(cfg.train),
-        batch_source(cfg, world, key),
-        steps=cfg.train.steps, log_every=cfg.train.log_every,
-        post_update=lambda params: _clamp_temperature(params, cfg),
-        diagnostics=lambda params: weight_shares(params, world, cfg),
-    )
+    trainer = run_trainer(cfg, key)
+    return _finish(*trainer.blocks(trainer.init(), 0,
+                                   _num_blocks(cfg.train.steps, cfg.train.log_every)))
 
 
-_train_jit = jax.jit(train_program)
+SEGMENT_WORK: int = 2**22
+"""Pair-steps (steps x batch size) ``train`` runs per compiled call: a Ctrl-C is
+handled between calls, so this bounds how long an interrupt waits (seconds)."""
+
+
+@partial(jax.jit, static_argnames="num_blocks")
+def _train_init(cfg: RunConfig, key: Array, num_blocks: int) -> tuple[FitState, dict]:
+    trainer = run_trainer(cfg, key)
+    return trainer.blocks(trainer.init(), 0, num_blocks)
+
+
+@partial(jax.jit, static_argnames="num_blocks")
+def _train_more(cfg: RunConfig, key: Array, state: FitState, first_block: Array,
+                num_blocks: int) -> tuple[FitState, dict]:
+    return run_trainer(cfg, key).blocks(state, first_block, num_blocks)
+
+
+
 
 
 def check_finite(first_bad_step: int, cfg: RunConfig) -> None:
@@ -390,15 +500,27 @@ def _check_dtype(cfg: RunConfig) -> None:
         )
 
 
-def train(cfg: RunConfig, *, key: Array | None = None) -> TrainResult:
-    """Train the encoders of ``cfg``.
+def _segments(cfg: RunConfig) -> list[int]:
+    """Blocks per compiled call: equal segments of at most ``SEGMENT_WORK`` pair-steps."""
+    total = _num_blocks(cfg.train.steps, cfg.train.log_every)
+    per_block = cfg.train.log_every * cfg.train.batch_size
+    size = max(1, min(total, SEGMENT_WORK // per_block))
+    return [size] * (total // size) + ([total % size] if total % size else [])
+
+
+def train(cfg: RunConfig) -> TrainResult:
+    """Train the encoders of ``cfg``; the run key is ``jax.random.key(cfg.seed)``.
+
+    The run is trained in segments of at most ``SEGMENT_WORK`` pair-steps (same
+    steps, batches and updates as ``train_program`` in one piece), so Ctrl-C stops
+    it within seconds with ``KeyboardInterrupt`` and nothing half-done is returned.
 
     Args:
-        cfg: the run config.
-        key: PRNG key; defaults to ``jax.random.key(cfg.seed)``.
+        cfg: the run config. The result is a function of the config alone (its
+            ``seed`` included): there is no other key to pass.
 
     Returns:
-        A ``TrainResult`` (params, NumPy history, the config, the key).
+        A ``TrainResult`` (params, NumPy history, the config, the run key).
 
     Raises:
         NonFiniteLossError: the loss became NaN or inf (message names step and config).
@@ -410,9 +532,15 @@ def train(cfg: RunConfig, *, key: Array | None = None) -> TrainResult:
     if not isinstance(cfg, RunConfig):
         raise TypeError(f"train: cfg must be a RunConfig, got {type(cfg).__name__}")
     _check_dtype(cfg)
-    if key is None:
-        key = jax.random.key(cfg.seed)
-    out = _train_jit(cfg, key)
-    check_finite(int(out.first_bad_step), cfg)
-    history = {k: np.asarray(v) for k, v in out.history.items()}
-    return TrainResult(params=out.params, history=history, config=cfg, key=key)
+    key = jax.random.key(cfg.seed)
+    segments = _segments(cfg)
+    state, first = _train_init(cfg, key, segments[0])
+    pieces, done = [first], segments[0]
+    for size in segments[1:]:
+        state, piece = _train_more(cfg, key, state, jnp.asarray(done, jnp.int32), size)
+        pieces.append(piece)
+        done += size
+    check_finite(int(state.first_bad_step), cfg)
+    history = {k: np.concatenate([np.atleast_1d(np.asarray(p[k])) for p in pieces])
+               for k in pieces[0]}
+    return TrainResult(params=state.params, history=history, config=cfg, key=key)
