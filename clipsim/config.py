@@ -15,29 +15,50 @@ Every config class is a JAX pytree. Its fields come in two kinds:
 points by it. ``DYNAMIC_FIELDS`` lists the dotted names of every dynamic field.
 
 Validation runs at construction for concrete Python values and raises
-``ConfigError`` naming the dotted field, the bad value and the allowed range.
-When JAX rebuilds a config from traced or stacked leaves, leaf checks are skipped
-(the values were checked when the concrete configs were built).
+``ConfigError`` naming the dotted field, the bad value and the allowed range
+(misspelled names get a "did you mean" suggestion). When JAX rebuilds a config
+from traced or stacked leaves, leaf checks are skipped (the values were checked
+when the concrete configs were built). Integer fields and seeds accept Python and
+NumPy integers (stored as ``int``) in ``[low, 2**31 - 1]``, never floats or bools.
+
+Cross-section rules checked by ``RunConfig``: ``eval.top_r`` entries are at most
+the number of zero-shot classes C (a larger rank is always a hit);
+``eval.test_class_probs`` has C entries; a ``linear`` encoder's ``embed_dim`` is at
+most ``min(image_dim, text_dim)`` (a linear map cannot span more dimensions than
+its input has; the extra ones would stay unused). A ``mlp2`` encoder may embed in
+more dimensions than its input: its ReLU features do span them.
+
+Names that other modules register live here, at the bottom layer, as
+``Registry`` objects: ``LATENT_FAMILIES`` (filled by ``clipsim.data``) and
+``OBJECTIVES`` (filled by ``clipsim.objectives``); ``DataConfig.family`` and
+``ObjectiveConfig.name`` are checked against them, and a family's own description
+(``num_classes``, ``class_prior``) drives the family-dependent checks, so this
+module names no family and imports nothing above it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import difflib
 import hashlib
 import json
 import math
 import numbers
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 import jax
 import tomli_w
 
 __all__ = [
     "ConfigError",
+    "Registry",
+    "LATENT_FAMILIES",
+    "OBJECTIVES",
     "DataConfig",
     "ModelConfig",
     "ObjectiveConfig",
@@ -48,7 +69,15 @@ __all__ = [
     "STATIC_FIELDS",
     "static_signature",
     "config_hash",
+    "read_toml",
+    "precision",
 ]
+
+INT_MAX = 2**31 - 1
+"""Largest value of an integer field or seed (JAX counts and seeds in int32)."""
+
+MAX_STEPS = 10**9
+"""Largest ``train.steps`` (step counters are int32; 1e9 steps is days of compute)."""
 
 
 class ConfigError(ValueError):
@@ -66,6 +95,24 @@ def _is_concrete_number(value: Any) -> bool:
 
 def _fail(section: str, name: str, value: Any, allowed: str) -> None:
     raise ConfigError(f"{section}.{name} = {value!r} is invalid: {allowed}")
+
+
+def did_you_mean(name: Any, choices: Any) -> str:
+    """`` (did you mean 'x'?)`` for the closest of ``choices`` to ``name``, else ``""``."""
+    close = difflib.get_close_matches(str(name), [str(c) for c in choices], n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _is_integer(value: Any) -> bool:
+    """A concrete Python or NumPy integer (bools excluded)."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _as_int(obj: Any, name: str) -> None:
+    """Store a NumPy integer field of a frozen dataclass as a Python ``int``."""
+    value = getattr(obj, name)
+    if _is_integer(value) and type(value) is not int:
+        object.__setattr__(obj, name, int(value))
 
 
 def _check_range(
@@ -100,14 +147,44 @@ def _check_range(
 
 
 def _check_choice(section: str, name: str, value: Any, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        _fail(section, name, value, f"must be one of {', '.join(repr(c) for c in choices)}")
+    if not isinstance(value, str) or value not in choices:
+        _fail(section, name, value, f"must be one of {', '.join(repr(c) for c in choices)}"
+              + did_you_mean(value, choices))
 
 
 def _check_int(section: str, name: str, value: Any, low: int, high: int | None = None) -> None:
-    if not isinstance(value, int) or isinstance(value, bool):
-        _fail(section, name, value, f"must be an integer >= {low}")
-    _check_range(section, name, value, low=low, high=high, integer=True)
+    high = INT_MAX if high is None else high
+    if not _is_integer(value):
+        _fail(section, name, value, f"must be an integer in [{low}, {high}]")
+    if not low <= value <= high:
+        _fail(section, name, value, f"must be an integer in [{low}, {high}]")
+
+
+def _check_seed(section: str, name: str, value: Any) -> None:
+    """A seed: a concrete integer in [0, 2**31 - 1]; traced/stacked leaves are skipped."""
+    if _is_integer(value):
+        if not 0 <= value <= INT_MAX:
+            _fail(section, name, value, f"must be an integer in [0, {INT_MAX}]")
+    elif isinstance(value, (bool, numbers.Number, str, list, tuple, dict)) or value is None:
+        _fail(section, name, value, f"must be an integer in [0, {INT_MAX}] (not a float)"
+              if isinstance(value, numbers.Real) and not isinstance(value, bool)
+              else f"must be an integer in [0, {INT_MAX}]")
+
+
+def _check_probs(section: str, name: str, value: Any, n: int | None) -> None:
+    """Probabilities: a list of n finite numbers >= 0 summing to 1 (within 1e-6)."""
+    if not isinstance(value, (tuple, list)):
+        _fail(section, name, value, "must be a list of probabilities (one per class) "
+              "summing to 1")
+    for p in value:
+        if isinstance(p, bool) or not isinstance(p, numbers.Real):
+            _fail(section, name, value, "must be a list of numbers")
+        if not math.isfinite(p) or p < 0:
+            _fail(section, name, value, "entries must be finite and >= 0")
+    if n is not None and len(value) != n:
+        _fail(section, name, value, f"must have {n} entries (one per class), got {len(value)}")
+    if abs(math.fsum(value) - 1.0) > 1e-6:
+        _fail(section, name, value, f"must sum to 1 (sums to {math.fsum(value):.6g})")
 
 
 class _Section:
@@ -144,8 +221,8 @@ class _Section:
         for key in values:
             if key not in known:
                 raise ConfigError(
-                    f"{cls.section}.{key} is not a known field; known fields: "
-                    + ", ".join(sorted(known))
+                    f"{cls.section}.{key} is not a known field{did_you_mean(key, known)}; "
+                    f"known fields: " + ", ".join(sorted(known))
                 )
         static_names = set(cls.static_field_names())
         for key, value in values.items():
@@ -155,29 +232,97 @@ class _Section:
         return cls(**kwargs)
 
 
-LATENT_FAMILIES: list[str] = ["onehot", "sparse", "gaussian"]
-"""Names accepted by ``DataConfig.family``; ``clipsim.data.register_latent_family`` appends."""
+T = TypeVar("T")
 
-OBJECTIVE_NAMES: list[str] = [
-    "clip",
-    "clip_reg",
-    "neg_reg",
-    "both_reg",
-    "square",
-    "spectral",
-    "align_only",
-    "siglip",
-    "cyclip",
-]
-"""Names accepted by ``ObjectiveConfig.name``; ``clipsim.objectives.register`` appends."""
+
+class Registry(Mapping[str, T], Generic[T]):
+    """Name -> entry, the one source of truth for a kind of pluggable thing.
+
+    A read-only mapping; ``register`` adds (a second registration of a name raises
+    unless ``replace=True``), ``unregister`` removes, ``lookup`` raises a one-line
+    error listing the known names. The config field that names an entry is checked
+    against the registry at construction (``check``).
+
+    Args:
+        kind: what the entries are, for messages (``"latent family"``).
+        field: the dotted config field that names an entry (``"data.family"``).
+    """
+
+    def __init__(self, kind: str, field: str) -> None:
+        self.kind = kind
+        self.field = field
+        self._entries: dict[str, T] = {}
+
+    def register(self, name: str, entry: T, *, replace: bool = False) -> T:
+        """Add ``entry`` under ``name``.
+
+        Args:
+            name: a non-empty string.
+            entry: the object to register.
+            replace: allow replacing an entry already registered under ``name``.
+
+        Returns:
+            ``entry``.
+
+        Raises:
+            ValueError: the name is empty, or already registered and ``replace`` is False.
+        """
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"{self.kind} name must be a non-empty string; got {name!r}")
+        if name in self._entries and not replace:
+            raise ValueError(f"{self.kind} {name!r} is already registered; pass replace=True "
+                             "to replace it")
+        self._entries[name] = entry
+        return entry
+
+    def unregister(self, name: str) -> T | None:
+        """Remove ``name`` (no error when absent); returns the removed entry or None."""
+        return self._entries.pop(name, None)
+
+    def lookup(self, name: str) -> T:
+        """The entry called ``name``; ``ValueError`` naming the known ones otherwise."""
+        try:
+            return self._entries[name]
+        except (KeyError, TypeError):
+            raise ValueError(f"unknown {self.kind} {name!r}{did_you_mean(name, self._entries)}; "
+                             f"known: {', '.join(repr(n) for n in self._entries)}") from None
+
+    def check(self, value: Any) -> None:
+        """Raise ``ConfigError`` naming ``self.field`` unless ``value`` is registered."""
+        if not isinstance(value, str) or value not in self._entries:
+            section, name = self.field.split(".")
+            _fail(section, name, value, "must be one of "
+                  + ", ".join(repr(n) for n in self._entries) + did_you_mean(value, self._entries))
+
+    def __getitem__(self, name: str) -> T:
+        return self._entries[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._entries)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __repr__(self) -> str:
+        return f"Registry({self.kind!r}: {', '.join(self._entries)})"
+
+
+LATENT_FAMILIES: Registry[Any] = Registry("latent family", "data.family")
+"""Latent families by name (``clipsim.data.LatentFamily`` objects), filled by ``clipsim.data``.
+
+``DataConfig`` asks the family for ``num_classes(cfg)`` and ``class_prior``."""
+
+OBJECTIVES: Registry[Any] = Registry("objective", "objective.name")
+"""Objectives by name (``clipsim.objectives.Objective``), filled by ``clipsim.objectives``."""
 
 
 @dataclass(frozen=True)
 class DataConfig(_Section):
-    """The paired-data generator (THEORY.md section 1).
+    """The paired-data generator (docs/theory.md, section 1).
 
-    Static: ``family``, ``num_concepts`` (k; K for ``onehot``), ``num_classes``
-    (zero-shot classes of the ``gaussian`` family), ``image_dim`` (dx),
+    Static: ``family`` (a registered latent family), ``num_concepts`` (k; K for
+    ``onehot``), ``num_classes`` (zero-shot classes of the ``gaussian`` family; which
+    field holds the class count C is the family's ``classes_from``), ``image_dim`` (dx),
     ``text_dim`` (dy), ``image_unique_dim`` (kx), ``text_unique_dim`` (ky),
     ``mixing``, ``class_probs`` (pi; None for uniform), ``sparse_active`` (s: exactly
     s concepts on; None for independent Bernoulli(``sparse_prob``) coordinates).
@@ -212,7 +357,13 @@ class DataConfig(_Section):
 
     def __post_init__(self) -> None:
         s = self.section
-        _check_choice(s, "family", self.family, tuple(LATENT_FAMILIES))
+        for name in ("num_concepts", "num_classes", "image_dim", "text_dim", "image_unique_dim",
+                     "text_unique_dim", "sparse_active", "seed"):
+            _as_int(self, name)
+        if isinstance(self.class_probs, list):
+            object.__setattr__(self, "class_probs", tuple(self.class_probs))
+        LATENT_FAMILIES.check(self.family)
+        family = LATENT_FAMILIES[self.family]
         _check_choice(s, "mixing", self.mixing, ("linear", "nonlinear"))
         _check_int(s, "num_concepts", self.num_concepts, 1)
         _check_int(s, "num_classes", self.num_classes, 2)
@@ -220,8 +371,10 @@ class DataConfig(_Section):
         _check_int(s, "text_unique_dim", self.text_unique_dim, 0)
         _check_int(s, "image_dim", self.image_dim, 1)
         _check_int(s, "text_dim", self.text_dim, 1)
-        if self.family in ("onehot", "sparse") and self.num_concepts < 2:
-            _fail(s, "num_concepts", self.num_concepts, f"must be >= 2 for family {self.family!r}")
+        if family.num_classes(self) < 2:
+            count = family.classes_from
+            _fail(s, count, getattr(self, count),
+                  f"must be >= 2 for family {self.family!r} (it sets the number of classes)")
         need_x = self.num_concepts + self.image_unique_dim
         if self.image_dim < need_x:
             _fail(s, "image_dim", self.image_dim,
@@ -231,20 +384,13 @@ class DataConfig(_Section):
             _fail(s, "text_dim", self.text_dim,
                   f"must be >= num_concepts + text_unique_dim = {need_y} (orthonormal mixing)")
         if self.class_probs is not None:
-            probs = self.class_probs
-            n_cls = self.num_concepts if self.family in ("onehot", "sparse") else self.num_classes
-            if self.family == "sparse":
-                _fail(s, "class_probs", probs,
-                      "applies to the 'onehot' and 'gaussian' families only")
-            if len(probs) != n_cls:
-                _fail(s, "class_probs", probs, f"must have {n_cls} entries (one per class)")
-            for p in probs:
-                _check_range(s, "class_probs", p, low=0.0)
-            if abs(sum(probs) - 1.0) > 1e-6:
-                _fail(s, "class_probs", probs, "must sum to 1")
+            if not family.class_prior:
+                _fail(s, "class_probs", self.class_probs, f"does not apply to family "
+                      f"{self.family!r} (its latents are not drawn from a class prior)")
+            _check_probs(s, "class_probs", self.class_probs, family.num_classes(self))
         if self.sparse_active is not None:
             _check_int(s, "sparse_active", self.sparse_active, 1, self.num_concepts)
-        _check_range(s, "seed", self.seed, low=0, integer=True)
+        _check_seed(s, "seed", self.seed)
         _check_range(s, "image_unique_scale", self.image_unique_scale, low=0.0)
         _check_range(s, "text_unique_scale", self.text_unique_scale, low=0.0)
         _check_range(s, "omit_prob", self.omit_prob, low=0.0, high=1.0)
@@ -260,13 +406,14 @@ class DataConfig(_Section):
 
     @property
     def num_zero_shot_classes(self) -> int:
-        """C: K for ``onehot``, k single concepts for ``sparse``, ``num_classes`` otherwise."""
-        return self.num_classes if self.family not in ("onehot", "sparse") else self.num_concepts
+        """C, as the family says (``onehot``: K; ``sparse``: the k single concepts;
+        ``gaussian``: ``num_classes``)."""
+        return LATENT_FAMILIES.lookup(self.family).num_classes(self)
 
 
 @dataclass(frozen=True)
 class ModelConfig(_Section):
-    """The two encoders f (image side) and g (text side) (THEORY.md section 2).
+    """The two encoders f (image side) and g (text side) (docs/theory.md, section 2).
 
     Static: ``kind`` (``linear``: f(x) = W x; ``mlp2``: f(x) = W2 relu(W1 x + b1) + b2),
     ``embed_dim`` (d), ``hidden_dim`` (mlp2 width), ``bias``, ``normalize``
@@ -287,6 +434,8 @@ class ModelConfig(_Section):
 
     def __post_init__(self) -> None:
         s = self.section
+        _as_int(self, "embed_dim")
+        _as_int(self, "hidden_dim")
         _check_choice(s, "kind", self.kind, ("linear", "mlp2"))
         _check_int(s, "embed_dim", self.embed_dim, 1)
         _check_int(s, "hidden_dim", self.hidden_dim, 1)
@@ -299,7 +448,7 @@ class ModelConfig(_Section):
 
 @dataclass(frozen=True)
 class ObjectiveConfig(_Section):
-    """The contrastive objective (THEORY.md section 3).
+    """The contrastive objective (docs/theory.md, section 3).
 
     Static: ``name`` (a registered objective), ``learn_temperature``.
 
@@ -323,7 +472,7 @@ class ObjectiveConfig(_Section):
 
     def __post_init__(self) -> None:
         s = self.section
-        _check_choice(s, "name", self.name, tuple(OBJECTIVE_NAMES))
+        OBJECTIVES.check(self.name)
         if not isinstance(self.learn_temperature, bool):
             _fail(s, "learn_temperature", self.learn_temperature, "must be true or false")
         _check_range(s, "temperature", self.temperature, low=0.0, low_open=True)
@@ -346,8 +495,9 @@ class TrainConfig(_Section):
     ``sgd``), ``schedule`` (``constant`` or ``cosine``), ``warmup_steps``,
     ``log_every`` (history resolution; must divide ``steps``), ``num_train_batches``
     (None: a fresh batch every step, the population regime; n: a fixed training set
-    of n batches, cycled), ``dtype`` (``float32`` or ``float64``; float64 needs
-    ``jax_enable_x64``).
+    of n batches, cycled), ``dtype`` (``float32`` or ``float64``; a run computes
+    inside ``precision(dtype)``, so float32 results do not depend on whether 64-bit
+    JAX is on, and float64 needs no global switch).
 
     Dynamic: ``learning_rate``, ``weight_decay`` (decoupled, for ``adamw`` and
     ``sgd``), ``momentum`` (``sgd``).
@@ -369,7 +519,9 @@ class TrainConfig(_Section):
 
     def __post_init__(self) -> None:
         s = self.section
-        _check_int(s, "steps", self.steps, 1)
+        for name in ("steps", "batch_size", "warmup_steps", "log_every", "num_train_batches"):
+            _as_int(self, name)
+        _check_int(s, "steps", self.steps, 1, MAX_STEPS)
         _check_int(s, "batch_size", self.batch_size, 2)
         _check_choice(s, "optimizer", self.optimizer, ("adam", "adamw", "sgd"))
         _check_choice(s, "schedule", self.schedule, ("constant", "cosine"))
@@ -414,6 +566,12 @@ class EvalConfig(_Section):
 
     def __post_init__(self) -> None:
         s = self.section
+        _as_int(self, "num_samples")
+        _as_int(self, "num_prompts")
+        if isinstance(self.top_r, list):
+            object.__setattr__(self, "top_r", tuple(self.top_r))
+        if isinstance(self.test_class_probs, list):
+            object.__setattr__(self, "test_class_probs", tuple(self.test_class_probs))
         _check_int(s, "num_samples", self.num_samples, 10)
         _check_int(s, "num_prompts", self.num_prompts, 1)
         if not isinstance(self.top_r, tuple) or not self.top_r:
@@ -421,11 +579,10 @@ class EvalConfig(_Section):
         for r in self.top_r:
             _check_int(s, "top_r", r, 1)
         _check_range(s, "ridge", self.ridge, low=0.0, low_open=True)
+        if len(set(self.top_r)) != len(self.top_r):
+            _fail(s, "top_r", self.top_r, "must not repeat a rank")
         if self.test_class_probs is not None:
-            for p in self.test_class_probs:
-                _check_range(s, "test_class_probs", p, low=0.0)
-            if abs(sum(self.test_class_probs) - 1.0) > 1e-6:
-                _fail(s, "test_class_probs", self.test_class_probs, "must sum to 1")
+            _check_probs(s, "test_class_probs", self.test_class_probs, None)
         if self.test_image_unique_scale is not None:
             _check_range(s, "test_image_unique_scale", self.test_image_unique_scale, low=0.0)
         if self.test_noise_scale is not None:
@@ -468,13 +625,22 @@ class RunConfig:
         for name, cls in _SECTIONS.items():
             if not isinstance(getattr(self, name), cls):
                 raise ConfigError(f"{name} must be a {cls.__name__}, got {getattr(self, name)!r}")
-        _check_range("run", "seed", self.seed, low=0, integer=True)
+        _as_int(self, "seed")
+        _check_seed("run", "seed", self.seed)
+        n_cls = self.data.num_zero_shot_classes
         tp = self.eval.test_class_probs
-        if tp is not None and len(tp) != self.data.num_zero_shot_classes:
-            raise ConfigError(
-                f"eval.test_class_probs = {tp!r} is invalid: must have "
-                f"{self.data.num_zero_shot_classes} entries (one per zero-shot class)"
-            )
+        if tp is not None and len(tp) != n_cls:
+            _fail("eval", "test_class_probs", tp,
+                  f"must have {n_cls} entries (one per zero-shot class), got {len(tp)}")
+        if max(self.eval.top_r) > n_cls:
+            _fail("eval", "top_r", list(self.eval.top_r),
+                  f"ranks must be <= the number of zero-shot classes C = {n_cls} "
+                  f"(data.family = {self.data.family!r})")
+        in_dim = min(self.data.image_dim, self.data.text_dim)
+        if self.model.kind == "linear" and self.model.embed_dim > in_dim:
+            _fail("model", "embed_dim", self.model.embed_dim,
+                  f"must be <= min(data.image_dim, data.text_dim) = {in_dim} for a linear "
+                  "encoder (it cannot span more dimensions than its input has)")
 
     # ------------------------------------------------------------------ dicts
     def to_dict(self) -> dict[str, Any]:
@@ -491,13 +657,17 @@ class RunConfig:
         Dotted top-level keys (``"objective.temperature": 0.1``) are accepted too.
         Raises ``ConfigError`` naming any unknown or invalid field.
         """
+        if not isinstance(values, Mapping):
+            raise ConfigError(f"a config must be a table of sections, got {values!r}")
         nested = nest_dotted(values)
         for key in nested:
             if key not in _SECTIONS and key != "seed":
                 raise ConfigError(
-                    f"{key} is not a known config section; known: "
-                    + ", ".join([*_SECTIONS, "seed"])
+                    f"{key} is not a known config section{did_you_mean(key, [*_SECTIONS, 'seed'])}"
+                    "; known: " + ", ".join([*_SECTIONS, "seed"])
                 )
+            if key in _SECTIONS and not isinstance(nested[key], Mapping):
+                raise ConfigError(_section_not_field(key, nested[key]))
         kwargs: dict[str, Any] = {
             name: sec.from_dict(nested.get(name, {})) for name, sec in _SECTIONS.items()
         }
@@ -509,8 +679,11 @@ class RunConfig:
         """A copy with dotted fields replaced: ``cfg.replace(**{"objective.temperature": 0.3})``."""
         merged = flatten_dict(self.to_dict())
         for key in dotted:
+            if key in _SECTIONS:
+                raise ConfigError(_section_not_field(key, dotted[key]))
             if key not in merged:
-                raise ConfigError(f"{key} is not a known field; see clipsim.config.ALL_FIELDS")
+                raise ConfigError(f"{key} is not a known field{did_you_mean(key, merged)}; "
+                                  "see clipsim.config.ALL_FIELDS")
         merged.update(dotted)
         return type(self).from_dict(merged)
 
@@ -535,22 +708,29 @@ class RunConfig:
 
     @classmethod
     def from_toml(cls: type[C], path_or_text: str | Path) -> C:
-        """Read a TOML file (a path) or TOML text."""
-        text = _read_text_or_path(path_or_text)
-        try:
-            values = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as err:
-            raise ConfigError(f"config is not valid TOML: {err}") from None
+        """Read a TOML file (a path) or TOML text (see ``read_toml`` for which is which).
+
+        Raises:
+            ConfigError: a missing file, a directory, invalid or empty TOML, or an
+                invalid config.
+        """
+        values, _ = read_toml(path_or_text, what="config")
         return cls.from_dict(values)
 
     @classmethod
     def load(cls: type[C], path: str | Path) -> C:
-        """Read a ``.toml`` or ``.json`` config file."""
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"config file {str(path)!r} does not exist")
+        """Read a ``.toml`` or ``.json`` config file.
+
+        Raises:
+            ConfigError: the path is missing or a directory, the file is empty or not
+                valid TOML/JSON, or the config is invalid.
+        """
+        path = _existing_file(Path(path), "config")
         if path.suffix == ".json":
-            return cls.from_json(path.read_text())
+            text = path.read_text()
+            if not text.strip():
+                raise ConfigError(f"config file {str(path)!r} is empty")
+            return cls.from_json(text)
         return cls.from_toml(path)
 
     def hash(self) -> str:
@@ -558,17 +738,65 @@ class RunConfig:
         return config_hash(self)
 
 
-def _read_text_or_path(path_or_text: str | Path) -> str:
-    if isinstance(path_or_text, Path):
-        if not path_or_text.is_file():
-            raise ConfigError(f"config file {str(path_or_text)!r} does not exist")
-        return path_or_text.read_text()
-    text = str(path_or_text)
-    if "\n" not in text and (text.endswith(".toml") or Path(text).is_file()):
-        if not Path(text).is_file():
-            raise ConfigError(f"config file {text!r} does not exist")
-        return Path(text).read_text()
-    return text
+def _section_not_field(section: str, value: Any) -> str:
+    example = f"{section}.{_SECTIONS[section].field_names()[0]}"
+    return (f"{section} = {value!r} is invalid: {section} is a config section, not a field; "
+            f"set one of its fields, e.g. {example}")
+
+
+def _existing_file(path: Path, what: str, error: type[ConfigError] = ConfigError) -> Path:
+    if path.is_dir():
+        raise error(f"{what} path {str(path)!r} is a directory, not a {what} file")
+    if not path.is_file():
+        hint = ""
+        if not path.suffix and path.with_suffix(".toml").is_file():
+            hint = f" (did you mean {str(path.with_suffix('.toml'))!r}?)"
+        raise error(f"{what} file {str(path)!r} does not exist{hint}")
+    return path
+
+
+def read_toml(source: str | Path, *, what: str = "config",
+              error: type[ConfigError] = ConfigError) -> tuple[dict[str, Any], Path | None]:
+    """Parse TOML from a file or from text: the one rule for telling them apart.
+
+    A ``Path`` is a file. A string is TOML text when it holds a newline, or an ``=``
+    and is not an existing file; otherwise it is a path (so ``"runs/spec"``, with or
+    without ``.toml``, is a path, and a missing one is an error naming it).
+
+    Args:
+        source: a path or TOML text.
+        what: what is being read, for messages (``"config"``, ``"sweep"``).
+        error: the exception class raised (a ``ConfigError`` subclass).
+
+    Returns:
+        ``(values, path)``: the parsed table and the file's path (None for text).
+
+    Raises:
+        error: a missing file or a directory, invalid TOML, or an empty document
+            (one that sets nothing).
+    """
+    path: Path | None = None
+    if isinstance(source, Path):
+        path = source
+    elif not isinstance(source, str):
+        raise error(f"expected a {what} path or TOML text, got {type(source).__name__}")
+    elif "\n" not in source and (Path(source).is_file() or "=" not in source):
+        path = Path(source)
+    if path is not None:
+        where = f"{what} file {str(path)!r}"
+        try:
+            text = _existing_file(path, what, error).read_text()
+        except (UnicodeDecodeError, PermissionError) as err:
+            raise error(f"{where} cannot be read as text: {err}") from None
+    else:
+        text, where = str(source), f"{what} text"
+    try:
+        values = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise error(f"{where} is not valid TOML: {err}") from None
+    if not values:
+        raise error(f"{where} is empty: it sets nothing")
+    return values, path
 
 
 def nest_dotted(values: Mapping[str, Any]) -> dict[str, Any]:
@@ -612,6 +840,34 @@ def _all_fields() -> tuple[tuple[str, ...], tuple[str, ...]]:
 DYNAMIC_FIELDS, STATIC_FIELDS = _all_fields()
 """Dotted names of the dynamic (vmappable) and static (shape/code-path) fields."""
 ALL_FIELDS: tuple[str, ...] = tuple(sorted(DYNAMIC_FIELDS + STATIC_FIELDS))
+
+
+def precision(dtype: str) -> contextlib.AbstractContextManager[Any]:
+    """A scope in which JAX computes in ``dtype`` (``"float32"`` or ``"float64"``).
+
+    Inside, 64-bit JAX is on exactly for ``"float64"`` (``jax.enable_x64(...)`` as a
+    context manager), whatever the process-wide setting (``JAX_ENABLE_X64``,
+    ``jax.config``): a float32 run traced here gives bitwise the same numbers
+    with x64 on or off outside, and a float64 run needs no global switch.
+    Train, evaluate and sweep a run inside the scope of its ``train.dtype``: a
+    float64 run's arrays keep their dtype after the scope, but JAX operations on
+    them outside a float64 scope (with x64 off) would compute in float32.
+
+    Args:
+        dtype: a ``train.dtype`` value.
+
+    Returns:
+        A context manager (thread-local, nestable).
+
+    Raises:
+        ConfigError: ``dtype`` is neither ``"float32"`` nor ``"float64"``.
+
+    Example:
+        >>> with precision(cfg.train.dtype):             # doctest: +SKIP
+        ...     out = train_program(cfg, key)
+    """
+    _check_choice("train", "dtype", dtype, ("float32", "float64"))
+    return jax.enable_x64(dtype == "float64")
 
 
 def static_signature(cfg: RunConfig) -> Any:

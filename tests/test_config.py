@@ -25,8 +25,8 @@ from tests.conftest import learning_config
     [
         ("objective.temperature", -0.1, "(0.0, inf]"),
         ("objective.temperature", 0.0, "(0.0, inf]"),
-        ("model.embed_dim", 0, "[1, inf]"),
-        ("train.batch_size", 1, "[2, inf]"),
+        ("model.embed_dim", 0, "[1, 2147483647]"),
+        ("train.batch_size", 1, "[2, 2147483647]"),
         ("objective.name", "infonce++", "'clip'"),
         ("data.family", "poisson", "'onehot'"),
         ("data.omit_prob", 1.5, "[0.0, 1.0]"),

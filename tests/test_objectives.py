@@ -605,9 +605,7 @@ def custom_objective() -> Iterator[str]:
 
     objectives.register(name, loss_fn, init)
     yield name
-    objectives.OBJECTIVES.pop(name, None)
-    if name in config_mod.OBJECTIVE_NAMES:
-        config_mod.OBJECTIVE_NAMES.remove(name)
+    objectives.OBJECTIVES.unregister(name)
 
 
 def test_register_and_get(custom_objective: str) -> None:
@@ -615,7 +613,7 @@ def test_register_and_get(custom_objective: str) -> None:
     assert isinstance(obj, objectives.Objective)
     assert obj.name == custom_objective
     assert objectives.OBJECTIVES[custom_objective] is obj
-    assert custom_objective in config_mod.OBJECTIVE_NAMES
+    assert custom_objective in config_mod.OBJECTIVES
     cfg = ObjectiveConfig(name=custom_objective)
     params = obj.init_params(cfg)
     loss, aux = obj(jnp.zeros((3, 2)), jnp.ones((3, 2)), params, cfg=cfg)
@@ -627,7 +625,7 @@ def test_register_and_get(custom_objective: str) -> None:
 
 def test_registry_teardown_removed_custom_name() -> None:
     assert "test_custom_objective" not in objectives.OBJECTIVES
-    assert "test_custom_objective" not in config_mod.OBJECTIVE_NAMES
+    assert "test_custom_objective" not in config_mod.OBJECTIVES
     with pytest.raises(ConfigError):
         ObjectiveConfig(name="test_custom_objective")
 
@@ -638,14 +636,12 @@ def test_register_without_params_and_bad_arguments() -> None:
         obj = objectives.register(name, objectives.square)
         assert obj.init_params(ObjectiveConfig(name=name)) == {}
     finally:
-        objectives.OBJECTIVES.pop(name, None)
-        if name in config_mod.OBJECTIVE_NAMES:
-            config_mod.OBJECTIVE_NAMES.remove(name)
+        objectives.OBJECTIVES.unregister(name)
     with pytest.raises(ValueError, match="callable"):
         objectives.register("test_not_callable", 3)
     with pytest.raises(ValueError, match="non-empty"):
         objectives.register("", objectives.square)
-    assert "test_not_callable" not in config_mod.OBJECTIVE_NAMES
+    assert "test_not_callable" not in config_mod.OBJECTIVES
 
 
 def test_unknown_name_lists_known_objectives() -> None:
@@ -657,4 +653,4 @@ def test_unknown_name_lists_known_objectives() -> None:
 
 def test_builtin_names_match_config() -> None:
     assert set(BUILTIN) <= set(objectives.OBJECTIVES)
-    assert set(BUILTIN) <= set(config_mod.OBJECTIVE_NAMES)
+    assert set(BUILTIN) <= set(config_mod.OBJECTIVES)

@@ -1,4 +1,4 @@
-"""Paired image/text data from shared latents (THEORY.md section 1).
+"""Paired image/text data from shared latents (docs/theory.md, section 1).
 
 x = A_z z + A_xi xi + eps_x and y = B_z (m * z) + B_zeta zeta + eps_y, where the
 columns of [A_z A_xi] (dx by k+kx) and of [B_z B_zeta] (dy by k+ky) are
@@ -6,17 +6,20 @@ orthonormal. With ``mixing = "nonlinear"`` the noiseless part passes through a
 fixed invertible map h(u) = leaky_relu(R u) with R a random orthogonal matrix,
 so a linear encoder cannot invert it exactly and a two-layer one can.
 
-Conditional independence (needed by THEORY.md E3) holds for every family here:
+Conditional independence (needed by E3 in docs/theory.md) holds for every family here:
 xi, zeta, m, eps_x, eps_y are drawn independently of each other and of z.
 
 All functions are pure and vectorized; randomness comes from keyword-only keys;
-numeric config fields may be traced, so everything is ``jit``/``vmap``-able.
+numeric config fields may be traced, so everything is ``jit``/``vmap``-able. Every
+random draw names its dtype (the world's), so the numbers are a function of the
+config and the key only, whether or not 64-bit JAX is switched on.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -38,6 +41,7 @@ __all__ = [
 ]
 
 Array = jax.Array
+DType = Any
 
 
 @jax.tree_util.register_dataclass
@@ -83,18 +87,26 @@ class Batch:
     labels: Array
 
 
-def _orthonormal(key: Array, rows: int, cols: int) -> Array:
-    """A (rows, cols) matrix with orthonormal columns, Haar-distributed."""
-    q, r = jnp.linalg.qr(jax.random.normal(key, (rows, cols)))
+def _orthonormal(key: Array, rows: int, cols: int, dtype: DType) -> Array:
+    """A (rows, cols) matrix with orthonormal columns, Haar-distributed, in ``dtype``."""
+    q, r = jnp.linalg.qr(jax.random.normal(key, (rows, cols), dtype))
     return q * jnp.sign(jnp.diagonal(r))[None, :]
 
 
-def make_world(cfg: DataConfig, *, key: Array | None = None) -> World:
+def _prob(p: Array | float, dtype: DType) -> Array:
+    """A Bernoulli probability as an array of ``dtype`` (the draw's dtype follows it)."""
+    return jnp.asarray(p, dtype)
+
+
+def make_world(cfg: DataConfig, *, key: Array | None = None,
+               dtype: DType = jnp.float32) -> World:
     """Draw the mixing matrices and class centres of a dataset.
 
     Args:
         cfg: the data config.
-        key: PRNG key; defaults to ``jax.random.key(cfg.data.seed)``.
+        key: PRNG key; defaults to ``jax.random.key(cfg.seed)``.
+        dtype: dtype of the draws and of every array of the world; samples drawn
+            with the world (``sample_pairs`` ...) take this dtype.
 
     Returns:
         A ``World`` pytree.
@@ -103,16 +115,16 @@ def make_world(cfg: DataConfig, *, key: Array | None = None) -> World:
         key = jax.random.key(cfg.seed)
     k, kx, ky = cfg.num_concepts, cfg.image_unique_dim, cfg.text_unique_dim
     k_x, k_y, k_rx, k_ry, k_c = jax.random.split(key, 5)
-    basis_x = _orthonormal(k_x, cfg.image_dim, k + kx)
-    basis_y = _orthonormal(k_y, cfg.text_dim, k + ky)
+    basis_x = _orthonormal(k_x, cfg.image_dim, k + kx, dtype)
+    basis_y = _orthonormal(k_y, cfg.text_dim, k + ky, dtype)
     return World(
         shared_x=basis_x[:, :k],
         unique_x=basis_x[:, k:],
         shared_y=basis_y[:, :k],
         unique_y=basis_y[:, k:],
-        rotation_x=_orthonormal(k_rx, cfg.image_dim, cfg.image_dim),
-        rotation_y=_orthonormal(k_ry, cfg.text_dim, cfg.text_dim),
-        centres=get_latent_family(cfg.family).centres(cfg, k_c),
+        rotation_x=_orthonormal(k_rx, cfg.image_dim, cfg.image_dim, dtype),
+        rotation_y=_orthonormal(k_ry, cfg.text_dim, cfg.text_dim, dtype),
+        centres=get_latent_family(cfg.family).centres(cfg, k_c, dtype),
     )
 
 
@@ -183,7 +195,7 @@ def sample_pairs(cfg: DataConfig, world: World, *, key: Array, n: int) -> Batch:
     dtype = world.shared_x.dtype
     xi = cfg.image_unique_scale * jax.random.normal(k_xi, (n, cfg.image_unique_dim), dtype)
     zeta = cfg.text_unique_scale * jax.random.normal(k_zeta, (n, cfg.text_unique_dim), dtype)
-    mask = jax.random.bernoulli(k_m, 1.0 - cfg.omit_prob, z.shape).astype(dtype)
+    mask = jax.random.bernoulli(k_m, 1.0 - _prob(cfg.omit_prob, dtype), z.shape).astype(dtype)
     x = image_from_latents(cfg, world, z, xi)
     x = x + cfg.noise_scale * jax.random.normal(k_ex, x.shape, dtype)
     y = text_from_latents(cfg, world, mask * z, zeta)
@@ -215,11 +227,12 @@ def prompts(cfg: DataConfig, world: World, *, key: Array | None = None,
         return text_from_latents(cfg, world, centres, zeta)[:, None, :]
     if key is None:
         raise ValueError("prompts: a key is required when num_prompts > 1")
-    c, p = centres.shape[0], num_prompts
+    c, p, dtype = centres.shape[0], num_prompts, centres.dtype
     k_zeta, k_m, k_e = jax.random.split(key, 3)
     z = jnp.repeat(centres, p, axis=0)
-    zeta = cfg.text_unique_scale * jax.random.normal(k_zeta, (c * p, cfg.text_unique_dim))
-    mask = jax.random.bernoulli(k_m, 1.0 - cfg.omit_prob, z.shape).astype(z.dtype)
+    zeta = cfg.text_unique_scale * jax.random.normal(k_zeta, (c * p, cfg.text_unique_dim),
+                                                     dtype)
+    mask = jax.random.bernoulli(k_m, 1.0 - _prob(cfg.omit_prob, dtype), z.shape).astype(dtype)
     y = text_from_latents(cfg, world, mask * z, zeta)
     y = y + cfg.noise_scale * jax.random.normal(k_e, y.shape, y.dtype)
     return y.reshape(c, p, -1)
@@ -256,12 +269,12 @@ def sample_test_images(
         for y and zeta, ones for mask).
     """
     k_c, k_z, k_xi, k_e = jax.random.split(key, 4)
-    log_p = class_log_probs(cfg, class_probs)
+    dtype = world.shared_x.dtype
+    log_p = class_log_probs(cfg, class_probs, dtype=dtype)
     labels = jax.random.categorical(k_c, log_p, shape=(n,)).astype(jnp.int32)
     z = get_latent_family(cfg.family).sample_class(cfg, world.centres, k_z, labels)
     sigma_xi = cfg.image_unique_scale if image_unique_scale is None else image_unique_scale
     sigma_n = cfg.noise_scale if noise_scale is None else noise_scale
-    dtype = world.shared_x.dtype
     xi = sigma_xi * jax.random.normal(k_xi, (n, cfg.image_unique_dim), dtype)
     x = image_from_latents(cfg, world, z, xi)
     x = x + sigma_n * jax.random.normal(k_e, x.shape, dtype)
@@ -275,7 +288,7 @@ def oracle_encoders(
     """The oracle encoders f*(x) = A_z^T h_x^{-1}(x) and g*(y) = B_z^T h_y^{-1}(y).
 
     They project onto the shared coordinates and so ignore unique features by
-    construction (THEORY.md section 1). Outputs have dimension k and are
+    construction (docs/theory.md, section 1). Outputs have dimension k and are
     L2-normalized when ``normalize``.
 
     With nonlinear mixing the oracle first inverts h(u) = leaky_relu(R u):
@@ -305,7 +318,7 @@ def oracle_encoders(
 
 
 def satisfies_conditional_independence(cfg: DataConfig) -> bool:
-    """Whether x and y are independent given z (THEORY.md E3's assumption).
+    """Whether x and y are independent given z (the assumption of E3 in docs/theory.md).
 
     True for every built-in generator: unique features, caption masks and noise
     are drawn independently of each other and of z.

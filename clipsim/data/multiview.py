@@ -1,4 +1,4 @@
-"""M >= 2 views of the same shared latents (THEORY.md section 3, last item).
+"""M >= 2 views of the same shared latents (docs/theory.md, section 3, last item).
 
 View 0 is the image and view 1 the text of ``sample_pairs`` on world 0, so with
 M = 2 the views are exactly the paired data. Every further view v >= 2 is a
@@ -9,13 +9,14 @@ unique features zeta_v, omission mask m_v and noise:
     x^v = B_z^(v) (m_v * z) + B_zeta^(v) zeta_v + eps_v.
 
 Given z the views are independent (each has its own unique features, mask and
-noise), so THEORY.md E3's assumption holds for every pair of views. The class
+noise), so the assumption of E3 (docs/theory.md) holds for every pair of views. The class
 latents of the zero-shot task are world 0's centres for every view.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -50,14 +51,15 @@ class Views:
     labels: Array
 
 
-def make_worlds(cfg: DataConfig, num_views: int, *, key: Array | None = None
-                ) -> tuple[World, ...]:
+def make_worlds(cfg: DataConfig, num_views: int, *, key: Array | None = None,
+                dtype: Any = jnp.float32) -> tuple[World, ...]:
     """The fixed mixing of each view's world.
 
     Args:
         cfg: the data config.
         num_views: M >= 2.
         key: PRNG key; defaults to ``jax.random.key(cfg.seed)``.
+        dtype: dtype of every world (see ``make_world``).
 
     Returns:
         ``num_views - 1`` worlds: world 0 (``make_world(cfg, key=key)``) makes views 0
@@ -67,8 +69,9 @@ def make_worlds(cfg: DataConfig, num_views: int, *, key: Array | None = None
         raise ValueError(f"make_worlds: need at least 2 views, got {num_views}")
     if key is None:
         key = jax.random.key(cfg.seed)
-    extra = [make_world(cfg, key=jax.random.fold_in(key, v)) for v in range(2, num_views)]
-    return (make_world(cfg, key=key), *extra)
+    extra = [make_world(cfg, key=jax.random.fold_in(key, v), dtype=dtype)
+             for v in range(2, num_views)]
+    return (make_world(cfg, key=key, dtype=dtype), *extra)
 
 
 def view_dims(cfg: DataConfig, num_views: int) -> tuple[int, ...]:
@@ -102,7 +105,8 @@ def sample_views(cfg: DataConfig, worlds: tuple[World, ...], *, key: Array, n: i
         k_zeta, k_m, k_e = jax.random.split(jax.random.fold_in(key, v), 3)
         dtype = worlds[v - 1].shared_y.dtype
         zeta = cfg.text_unique_scale * jax.random.normal(k_zeta, (n, cfg.text_unique_dim), dtype)
-        mask = jax.random.bernoulli(k_m, 1.0 - cfg.omit_prob, z.shape).astype(dtype)
+        p_keep = 1.0 - jnp.asarray(cfg.omit_prob, dtype)
+        mask = jax.random.bernoulli(k_m, p_keep, z.shape).astype(dtype)
         y = text_from_latents(cfg, worlds[v - 1], mask * z, zeta)
         views.append(y + cfg.noise_scale * jax.random.normal(k_e, y.shape, dtype))
     return Views(views=tuple(views), z=z, labels=pairs.labels)

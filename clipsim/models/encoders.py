@@ -24,7 +24,9 @@ Params = dict[str, Array]
 
 
 def _dense(key: Array, fan_out: int, fan_in: int, scale: Array | float, dtype) -> Array:
-    return scale / jnp.sqrt(fan_in) * jax.random.normal(key, (fan_out, fan_in), dtype)
+    # every factor in ``dtype``: the numbers do not depend on whether x64 is on
+    std = jnp.asarray(scale, dtype) / jnp.sqrt(jnp.asarray(fan_in, dtype))
+    return std * jax.random.normal(key, (fan_out, fan_in), dtype)
 
 
 def init_encoder(cfg: ModelConfig, *, key: Array, in_dim: int, dtype=jnp.float32) -> Params:

@@ -1,4 +1,8 @@
-"""The objective registry: name -> (loss function, parameter initializer)."""
+"""The objective registry: name -> (loss function, parameter initializer).
+
+``OBJECTIVES`` is the one registry (the same object as ``clipsim.config.OBJECTIVES``,
+which ``ObjectiveConfig.name`` is checked against); ``register`` adds to it.
+"""
 
 from __future__ import annotations
 
@@ -61,11 +65,12 @@ class Objective:
         return self.loss_fn(za, zb, params, cfg=cfg)
 
 
-OBJECTIVES: dict[str, Objective] = {}
-"""Registered objectives by name."""
+OBJECTIVES: _config.Registry[Objective] = _config.OBJECTIVES
+"""Registered objectives by name (a read-only mapping; add with ``register``)."""
 
 
-def register(name: str, loss_fn: LossFn, init_params: InitFn | None = None) -> Objective:
+def register(name: str, loss_fn: LossFn, init_params: InitFn | None = None, *,
+             replace: bool = False) -> Objective:
     """Register an objective and let ``ObjectiveConfig.name`` accept it.
 
     Args:
@@ -73,26 +78,26 @@ def register(name: str, loss_fn: LossFn, init_params: InitFn | None = None) -> O
       loss_fn: ``loss_fn(za, zb, params, *, cfg) -> (loss, aux)``; ``aux`` must have
         the keys ``AUX_KEYS`` (use ``batch_stats``).
       init_params: ``init_params(cfg) -> dict``; default: no parameters.
+      replace: allow replacing an objective already registered under ``name``.
 
     Returns:
       The registered ``Objective``.
 
     Raises:
-      ValueError: if the name is empty or already registered, or ``loss_fn`` is not callable.
+      ValueError: if the name is empty, or already registered and ``replace`` is
+        False, or ``loss_fn`` / ``init_params`` is not callable.
     """
     if not isinstance(name, str) or not name:
         raise ValueError(f"objective name must be a non-empty string; got {name!r}")
-    if name in OBJECTIVES:
-        raise ValueError(f"objective {name!r} is already registered")
+    if name in OBJECTIVES and not replace:
+        raise ValueError(f"objective {name!r} is already registered; pass replace=True "
+                         "to replace it")
     if not callable(loss_fn):
         raise ValueError(f"loss_fn of objective {name!r} must be callable; got {loss_fn!r}")
     if init_params is not None and not callable(init_params):
         raise ValueError(f"init_params of objective {name!r} must be callable; got {init_params!r}")
     objective = Objective(name, loss_fn, init_params or no_params)
-    OBJECTIVES[name] = objective
-    if name not in _config.OBJECTIVE_NAMES:
-        _config.OBJECTIVE_NAMES.append(name)
-    return objective
+    return OBJECTIVES.register(name, objective, replace=replace)
 
 
 def get(name: str) -> Objective:
@@ -107,8 +112,4 @@ def get(name: str) -> Objective:
     Raises:
       ValueError: the name is unknown; the message lists the known names.
     """
-    try:
-        return OBJECTIVES[name]
-    except (KeyError, TypeError):
-        known = ", ".join(repr(n) for n in OBJECTIVES)
-        raise ValueError(f"unknown objective {name!r}; known objectives: {known}") from None
+    return OBJECTIVES.lookup(name)
