@@ -28,6 +28,7 @@ from clipsim.objectives._clip import (
 )
 from clipsim.objectives._common import AUX_KEYS, batch_stats
 from clipsim.objectives._cyclip import cyclip
+from clipsim.objectives._hard_negative import hardneg_reg
 from clipsim.objectives._multimodal import multimodal_clip
 from clipsim.objectives._registry import OBJECTIVES, LossFn, Objective, get, register
 from clipsim.objectives._regularizers import both_reg, clip_reg, neg_reg
@@ -50,6 +51,7 @@ __all__ = [
     "clip_temperature",
     "cyclip",
     "get",
+    "hardneg_reg",
     "multimodal_clip",
     "neg_reg",
     "register",
@@ -64,6 +66,7 @@ register("clip_reg", clip_reg, clip_init_params)
 register("neg_reg", neg_reg, clip_init_params)
 register("both_reg", both_reg, clip_init_params)
 register("cyclip", cyclip, clip_init_params)
+register("hardneg_reg", hardneg_reg, clip_init_params)
 register("square", square)
 register("spectral", spectral)
 register("align_only", align_only)
