@@ -21,7 +21,7 @@ import numpy as np
 from clipsim import metrics, objectives
 from clipsim.config import RunConfig
 from clipsim.data import World, oracle_encoders, prompts, sample_pairs, sample_test_images
-from clipsim.models import encode, normalize_rows
+from clipsim.models import normalize_rows
 from clipsim.train.loop import (
     STREAM_EVAL,
     Encoder,

@@ -142,3 +142,17 @@ def test_cpu_scheduler_protection_keeps_the_users_flags() -> None:
             "protect_cpu_scheduler(); protect_cpu_scheduler(); print(os.environ['XLA_FLAGS'])")
     assert _python(code, {"XLA_FLAGS": "--xla_a=1"}) == \
         "--xla_a=1 --xla_cpu_enable_concurrency_optimized_scheduler=false"
+
+
+def test_summarize_leaves_out_diverged_runs_with_a_warning() -> None:
+    import pandas as pd
+
+    from clipsim import summarize
+
+    df = pd.DataFrame({"config_hash": ["a", "b", "c"], "final": True, "x": [0.0, 0.0, 1.0],
+                       "nonfinite_step": [-1, -1, 12], "m": [1.0, 3.0, 100.0]})
+    with pytest.warns(RuntimeWarning, match="left out 1 run"):
+        out = summarize(df, by="x", metrics="m")
+    assert list(out["m_mean"]) == [2.0]
+    kept = summarize(df, by="x", metrics="m", include_diverged=True)
+    assert list(kept["m_mean"]) == [2.0, 100.0]

@@ -160,3 +160,19 @@ def test_report_is_a_mapping(learned_runs) -> None:
     _, report = learned_runs[0]
     assert "zs_accuracy" in report and dict(report)["zs_accuracy"] == report["zs_accuracy"]
     assert len(report) == len(report.metrics)
+
+
+def test_a_run_whose_embeddings_overflow_is_flagged_degenerate() -> None:
+    from clipsim.train import DegenerateRunWarning
+
+    with pytest.warns(DegenerateRunWarning, match="degenerate"):
+        clipsim.train(tiny_config(**{"model.init_scale": 1e30}))
+
+
+def test_degenerate_reason_sees_constant_loss_and_bad_params() -> None:
+    from clipsim.train import degenerate_reason
+
+    assert degenerate_reason({"loss": np.array([1.5, 1.2, 1.1])}) is None
+    assert "stayed" in degenerate_reason({"loss": np.full(4, np.log(16.0))})
+    bad = {"w": np.array([1.0, np.inf])}
+    assert "finite" in degenerate_reason({"loss": np.array([1.0, 0.5])}, bad)

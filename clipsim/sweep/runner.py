@@ -26,6 +26,7 @@ from clipsim.sweep.engine import (
 )
 from clipsim.sweep.spec import SpecError, SweepSpec, as_spec
 from clipsim.sweep.store import ResultsStore
+from clipsim.train import DegenerateRunWarning, degenerate_reason
 
 __all__ = ["NonFiniteRunWarning", "run", "metric_columns"]
 
@@ -59,7 +60,19 @@ def _check_dtypes(points: Sequence[RunConfig]) -> None:
                         "jax.config.update('jax_enable_x64', True) first")
 
 
+def _warn_degenerate(spec: SweepSpec, points: Sequence[RunConfig], frame: pd.DataFrame) -> None:
+    if "loss" not in frame:
+        return
+    for p, rows in frame.groupby("point", sort=True):
+        reason = degenerate_reason({"loss": rows["loss"].to_numpy()})
+        if reason is not None and int(rows["nonfinite_step"].iloc[0]) < 0:
+            warnings.warn(f"sweep {spec.name!r}: point {int(p)} (config "
+                          f"{points[int(p)].hash()}) is degenerate: {reason}",
+                          DegenerateRunWarning, stacklevel=3)
+
+
 def _warn_nonfinite(spec: SweepSpec, points: Sequence[RunConfig], frame: pd.DataFrame) -> int:
+    _warn_degenerate(spec, points, frame)
     bad = frame[frame["final"] & (frame["nonfinite_step"] >= 0)]
     for p, step in zip(bad["point"], bad["nonfinite_step"], strict=True):
         cfg = points[int(p)]

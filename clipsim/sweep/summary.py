@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -28,7 +29,8 @@ def metric_names(df: pd.DataFrame) -> list[str]:
 
 
 def summarize(df: pd.DataFrame, by: str | Sequence[str],
-              metrics: str | Sequence[str] | None = None, *, final: bool = True) -> pd.DataFrame:
+              metrics: str | Sequence[str] | None = None, *, final: bool = True,
+              include_diverged: bool = False) -> pd.DataFrame:
     """Mean, standard error and 95% t-interval of metrics across runs (seeds).
 
     For each group of rows with equal ``by`` values and each metric m (NaN values
@@ -45,6 +47,9 @@ def summarize(df: pd.DataFrame, by: str | Sequence[str],
         final: use only each run's final row (column ``final``), where the
             evaluation metrics live. Set False to summarize every row (then put
             ``step`` in ``by``).
+        include_diverged: keep runs whose training loss went non-finite (column
+            ``nonfinite_step`` >= 0); by default they are left out, with a warning
+            naming how many, since their metrics describe a broken run.
 
     Returns:
         One row per group: the ``by`` columns, then ``<metric>_mean``,
@@ -64,7 +69,15 @@ def summarize(df: pd.DataFrame, by: str | Sequence[str],
         raise KeyError(f"summarize: no column(s) {missing}; columns: {list(df.columns)}")
     if final and "final" in df.columns:
         df = df[df["final"].astype(bool)]
-    grouped = df.groupby(by, sort=True, dropna=False)[metrics]
+    if not include_diverged and "nonfinite_step" in df.columns:
+        diverged = df["nonfinite_step"] >= 0
+        if diverged.any():
+            runs = df.loc[diverged, "config_hash"].nunique() if "config_hash" in df else "some"
+            warnings.warn(f"summarize: left out {runs} run(s) whose training loss went "
+                          "non-finite (nonfinite_step >= 0); include_diverged=True keeps them",
+                          RuntimeWarning, stacklevel=2)
+            df = df[~diverged]
+    grouped = df[[*by, *metrics]].groupby(by, sort=True, dropna=False)[metrics]
     mean = grouped.mean()
     n = grouped.count()
     sem = grouped.std(ddof=1) / np.sqrt(n.where(n > 0))

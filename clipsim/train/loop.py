@@ -18,6 +18,7 @@ adding an evaluation never changes a training run.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
@@ -41,6 +42,8 @@ __all__ = [
     "STREAM_TRAIN_SET",
     "STREAM_EVAL",
     "NonFiniteLossError",
+    "DegenerateRunWarning",
+    "degenerate_reason",
     "TrainResult",
     "TrainOutput",
     "embed",
@@ -70,6 +73,35 @@ STREAM_INIT, STREAM_BATCHES, STREAM_TRAIN_SET, STREAM_EVAL = 0, 1, 2, 3
 
 class NonFiniteLossError(FloatingPointError):
     """The training loss became NaN or inf; the message names the step and config."""
+
+
+class DegenerateRunWarning(RuntimeWarning):
+    """A run finished but learned nothing measurable (constant loss, non-finite parameters)."""
+
+
+def degenerate_reason(history: dict[str, np.ndarray], params: Params | None = None) -> str | None:
+    """Why a finished run is degenerate, or None.
+
+    A run is degenerate when its parameters are not all finite, or when its
+    training loss is exactly the same at every logged block (the model never
+    moved: e.g. embeddings that overflow and normalize to zero, which scores
+    every pair alike and gives CLIP's loss log B forever).
+
+    Args:
+        history: the run's history (``loss`` of shape (num_logs,)).
+        params: the trained parameters, if available.
+
+    Returns:
+        A one-line reason, or None for a healthy run.
+    """
+    if params is not None and not all(bool(np.all(np.isfinite(np.asarray(a))))
+                                      for a in jax.tree.leaves(params)):
+        return "trained parameters are not all finite"
+    loss = np.asarray(history.get("loss", ()))
+    if loss.size >= 2 and np.all(loss == loss[0]):
+        return (f"the training loss stayed at exactly {float(loss[0]):.6g} in every logged "
+                "block: the embeddings are constant (overflow or zero scale?)")
+    return None
 
 
 @jax.tree_util.register_dataclass
@@ -543,4 +575,8 @@ def train(cfg: RunConfig) -> TrainResult:
     check_finite(int(state.first_bad_step), cfg)
     history = {k: np.concatenate([np.atleast_1d(np.asarray(p[k])) for p in pieces])
                for k in pieces[0]}
+    reason = degenerate_reason(history, state.params)
+    if reason is not None:
+        warnings.warn(f"run {cfg.hash()} (seed {cfg.seed}) is degenerate: {reason}",
+                      DegenerateRunWarning, stacklevel=2)
     return TrainResult(params=state.params, history=history, config=cfg, key=key)
