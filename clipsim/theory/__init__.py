@@ -83,6 +83,15 @@ from clipsim.theory.shift import (
     tv_joint_same_prior,
     tv_monte_carlo,
 )
+from clipsim.theory.spectral import (
+    DataMoments,
+    SpectralOptimum,
+    data_second_moments,
+    latent_second_moment,
+    spectral_optimum,
+    spectral_population_loss,
+    subspace_angles,
+)
 
 __all__ = [
     # E1
@@ -132,4 +141,12 @@ __all__ = [
     "tv_gaussian_same_mean_upper",
     "tv_joint_same_prior",
     "tv_monte_carlo",
+    # E8
+    "DataMoments",
+    "SpectralOptimum",
+    "data_second_moments",
+    "latent_second_moment",
+    "spectral_optimum",
+    "spectral_population_loss",
+    "subspace_angles",
 ]
