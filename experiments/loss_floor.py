@@ -257,7 +257,8 @@ def plot(numbers: dict, base: RunConfig, seeds: int):
             mean = np.asarray([numbers[f"{metric}_mean"][j] for j in idx])
             se = np.asarray([numbers[f"{metric}_se"][j] for j in idx])
             ax.plot(xs, mean, color=color, marker="o", ms=3, label=f"{name} trained")
-            ax.fill_between(xs, mean - se, mean + se, color=color, alpha=0.25, lw=0)
+            ax.fill_between(xs, np.maximum(mean - se, 1e-5), mean + se, color=color,
+                            alpha=0.25, lw=0)
         axes[0, 0].plot(xs, [numbers["floor"][j] for j in idx], color=color, ls="--", lw=1,
                         label=f"{name} E3 floor")
         axes[0, 1].plot(xs, [numbers["control_excess_mean"][j] for j in idx], color=color,
@@ -273,8 +274,10 @@ def plot(numbers: dict, base: RunConfig, seeds: int):
     ax.axhline(MAX_CONTROL_EXCESS, color="gray", ls="-.", lw=1,
                label=f"control {MAX_CONTROL_EXCESS:g}")
     top = max(max(numbers["excess_mean"]), max(numbers["control_excess_mean"]), MAX_EXCESS)
-    ax.set_ylim(min(0.0, min(numbers["control_excess_mean"])) - 0.01, top * 1.25)
-    ax.set_ylabel("(loss - floor) / (log B - floor)")
+    low = min(min(numbers["excess_mean"]), min(numbers["control_excess_mean"]))
+    ax.set_yscale("log")  # values at or below 0 (an oracle exactly at the floor) sit at the bottom
+    ax.set_ylim(max(low, 1e-4) / 2, top * 2)
+    ax.set_ylabel("(loss - floor) / (log B - floor), log scale")
     ax.set_title("normalized excess over the floor (0: floor, 1: chance)", fontsize=9)
     for ax in axes[0]:
         ax.set_xscale("log")
