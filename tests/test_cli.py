@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -177,3 +178,15 @@ def test_console_entry_point_exit_code(tmp_path):
                            "--out", str(tmp_path / "o")], capture_output=True, text=True)
     assert proc.returncode == 2
     assert "does not exist" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_commands_add_the_scheduler_flag_and_keep_the_users_xla_flags(tmp_path):
+    code = ("import os, sys; from clipsim.cli import main; "
+            "code = main(['bounds', sys.argv[1]]); print(os.environ['XLA_FLAGS']); sys.exit(code)")
+    env = {**os.environ, "XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false"}
+    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path / "none")],
+                          capture_output=True, text=True, env=env)
+    assert proc.returncode == 2, proc.stderr
+    flags = proc.stdout.split()
+    assert flags[0] == "--xla_cpu_multi_thread_eigen=false"
+    assert "--xla_cpu_enable_concurrency_optimized_scheduler=false" in flags

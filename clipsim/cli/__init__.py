@@ -4,7 +4,9 @@ One module per subcommand, listed in ``COMMANDS``; each has ``HELP`` (one line),
 ``add_arguments(parser)`` and ``run(args) -> int``. User errors (a bad config or
 sweep file, a bad ``--set``, a missing or unwritable path) print one line to
 stderr and exit with code 2 before anything is computed or written; Ctrl-C
-exits with code 130. Nothing in the library imports this package.
+exits with code 130. ``main`` turns off XLA's concurrency-optimized CPU scheduler
+(``clipsim.runtime.protect_cpu_scheduler``), keeping any flags the user set.
+Nothing in the library imports this package.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from clipsim.cli._common import UsageError
 from clipsim.config import ConfigError
 from clipsim.io import RunFolderError
 from clipsim.reproduce import ExperimentError
+from clipsim.runtime import protect_cpu_scheduler
 from clipsim.sweep.store import SweepError
 
 __all__ = ["main", "build_parser", "COMMANDS", "UsageError"]
@@ -58,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     Returns:
         The exit code: 0 on success, 2 for a user error, 130 when interrupted.
     """
+    protect_cpu_scheduler()  # before the first JAX computation; keeps the user's XLA_FLAGS
     args = build_parser().parse_args(argv)
     try:
         return COMMANDS[args.command].run(args)
