@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import faulthandler
-import json
 import os
 import sys
 import time
@@ -103,7 +102,9 @@ def main(argv: list[str] | None = None) -> int:
         res["wall_s"] = time.perf_counter() - start
         results["workloads"][name] = res
         results["machine"]["load_average_end"] = load_average()
-        (out / "results.json").write_text(json.dumps(results, indent=1, default=float))
+        from clipsim.io import dumps  # standard JSON: NaN -> null
+
+        (out / "results.json").write_text(dumps(results, indent=1))
         (out / "results.md").write_text(report.markdown(results))
     log(f"\nwrote {out / 'results.json'} and {out / 'results.md'}")
     return 0
