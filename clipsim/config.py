@@ -46,6 +46,7 @@ import json
 import math
 import numbers
 import tomllib
+import typing
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -67,6 +68,7 @@ __all__ = [
     "RunConfig",
     "DYNAMIC_FIELDS",
     "STATIC_FIELDS",
+    "FIELD_TYPES",
     "static_signature",
     "config_hash",
     "read_toml",
@@ -840,6 +842,20 @@ def _all_fields() -> tuple[tuple[str, ...], tuple[str, ...]]:
 DYNAMIC_FIELDS, STATIC_FIELDS = _all_fields()
 """Dotted names of the dynamic (vmappable) and static (shape/code-path) fields."""
 ALL_FIELDS: tuple[str, ...] = tuple(sorted(DYNAMIC_FIELDS + STATIC_FIELDS))
+
+
+def _field_types() -> dict[str, Any]:
+    types: dict[str, Any] = {"seed": int}
+    for name, sec in _SECTIONS.items():
+        hints = typing.get_type_hints(sec)
+        for f in dataclasses.fields(sec):  # type: ignore[arg-type]
+            types[f"{name}.{f.name}"] = hints[f.name]
+    return types
+
+
+FIELD_TYPES: dict[str, Any] = _field_types()
+"""Dotted field -> its annotated type as a real type (``float``, ``int | None``,
+``tuple[float, ...] | None``), resolved with ``typing.get_type_hints``."""
 
 
 def precision(dtype: str) -> contextlib.AbstractContextManager[Any]:

@@ -11,7 +11,9 @@ Columns, in order:
   NaN on earlier rows; where a name is also a history key, e.g.
   ``unique_share_image``, the final row holds the evaluation's value);
 * config: every field of ``RunConfig`` as a dotted column (``objective.temperature``).
-  Scalars keep their type; ``int | None`` fields are nullable integers; tuples and
+  Column types follow the fields' annotated types (``clipsim.config.FIELD_TYPES``,
+  real types, not annotation text): scalars keep their type; ``int | None`` fields
+  are nullable integers, ``float | None`` floats (NaN for None); tuples and
   ``tuple | None`` fields are JSON text (``"[1, 3, 5]"``, ``"null"``).
 
 Every part of a results folder is written with one ``pyarrow`` schema, so
@@ -20,8 +22,9 @@ Every part of a results folder is written with one ``pyarrow`` schema, so
 
 from __future__ import annotations
 
-import dataclasses
 import json
+import types
+import typing
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -29,18 +32,10 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from clipsim.config import (
-    DataConfig,
-    EvalConfig,
-    ModelConfig,
-    ObjectiveConfig,
-    RunConfig,
-    TrainConfig,
-    flatten_dict,
-)
+from clipsim.config import FIELD_TYPES, RunConfig, flatten_dict
 
-__all__ = ["BOOKKEEPING_COLUMNS", "CONFIG_COLUMNS", "config_columns", "chunk_frame",
-           "table_schema", "to_arrow"]
+__all__ = ["BOOKKEEPING_COLUMNS", "CONFIG_COLUMNS", "column_kind", "config_columns",
+           "chunk_frame", "table_schema", "to_arrow"]
 
 BOOKKEEPING_COLUMNS: tuple[str, ...] = (
     "sweep", "point", "config_hash", "seed", "step", "final", "nonfinite_step")
@@ -50,24 +45,38 @@ _BOOKKEEPING_TYPES: dict[str, pa.DataType] = {
     "step": pa.int64(), "final": pa.bool_(), "nonfinite_step": pa.int64(),
 }
 
-_KINDS: dict[str, tuple[str, pa.DataType]] = {
-    "float": ("float", pa.float64()),
-    "int": ("int", pa.int64()),
-    "bool": ("bool", pa.bool_()),
-    "str": ("str", pa.string()),
-    "int | None": ("int?", pa.int64()),
-    "float | None": ("float", pa.float64()),
+_SCALAR_KINDS: dict[type, tuple[str, pa.DataType]] = {
+    float: ("float", pa.float64()),
+    int: ("int", pa.int64()),
+    bool: ("bool", pa.bool_()),
+    str: ("str", pa.string()),
 }
 
 
+def column_kind(annotation: Any) -> tuple[str, pa.DataType]:
+    """The column kind and Arrow type of a config field from its (real) annotated type.
+
+    Args:
+        annotation: a type such as ``float``, ``int | None`` or ``tuple[int, ...]``.
+
+    Returns:
+        ``(kind, arrow_type)``; kind is ``"float"``, ``"int"``, ``"int?"`` (nullable),
+        ``"bool"``, ``"str"`` or ``"json"`` (anything else, stored as JSON text).
+    """
+    if annotation in _SCALAR_KINDS:
+        return _SCALAR_KINDS[annotation]
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        if len(args) == 1 and args[0] is int:
+            return ("int?", pa.int64())
+        if len(args) == 1 and args[0] is float:
+            return ("float", pa.float64())
+    return ("json", pa.string())
+
+
 def _config_kinds() -> dict[str, tuple[str, pa.DataType]]:
-    kinds: dict[str, tuple[str, pa.DataType]] = {}
-    sections = {"data": DataConfig, "model": ModelConfig, "objective": ObjectiveConfig,
-                "train": TrainConfig, "eval": EvalConfig}
-    for section, cls in sections.items():
-        for f in dataclasses.fields(cls):  # type: ignore[arg-type]
-            kinds[f"{section}.{f.name}"] = _KINDS.get(str(f.type), ("json", pa.string()))
-    return kinds
+    return {name: column_kind(t) for name, t in FIELD_TYPES.items() if name != "seed"}
 
 
 _CONFIG_KINDS = _config_kinds()
