@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from clipsim import metrics, objectives
-from clipsim.config import RunConfig
+from clipsim.config import RunConfig, precision
 from clipsim.data import World, oracle_encoders, prompts, sample_pairs, sample_test_images
 from clipsim.models import normalize_rows
 from clipsim.train.loop import (
@@ -196,7 +196,8 @@ def evaluate(result: TrainResult) -> Report:
     if not isinstance(result, TrainResult):
         raise TypeError(f"evaluate: expected a TrainResult, got {type(result).__name__}")
     key = jax.random.fold_in(result.key, STREAM_EVAL)
-    values = _evaluate_jit(result.config, result.params, key)
-    out = {k: float(v) for k, v in values.items()}
+    with precision(result.config.train.dtype):
+        values = _evaluate_jit(result.config, result.params, key)
+        out = {k: float(v) for k, v in values.items()}
     out.update(_principal_angle_summary(result))
     return Report(metrics=out, config=result.config)

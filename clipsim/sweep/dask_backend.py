@@ -43,12 +43,8 @@ def require_distributed() -> Any:
 
 
 def _on_worker(fn: Callable[[ChunkTask], pd.DataFrame], task: ChunkTask,
-               cache: bool | str, x64: bool) -> pd.DataFrame:
-    """Worker-side wrapper: match the client's x64 setting, enable the compile cache, run."""
-    import jax
-
-    if x64 and not jax.config.jax_enable_x64:
-        jax.config.update("jax_enable_x64", True)
+               cache: bool | str) -> pd.DataFrame:
+    """Worker-side wrapper: enable the compile cache, run (precision is the chunk's own)."""
     if cache:
         from clipsim.sweep.cache import enable_compilation_cache
 
@@ -130,14 +126,13 @@ class DaskBackend:
         distributed = require_distributed()
         import jax
 
-        x64 = bool(jax.config.jax_enable_x64)
         cache = self.cache
         if cache is None:
             cache = bool(jax.config.jax_compilation_cache_dir)
         by_key: dict[str, ChunkTask] = {}
         futures = []
         for task in tasks:
-            fut = self.client.submit(_on_worker, fn, task, cache, x64, retries=self.retries,
+            fut = self.client.submit(_on_worker, fn, task, cache, retries=self.retries,
                                      key=f"clipsim-chunk-{task.chunk_id}-{uuid.uuid4().hex[:8]}")
             by_key[fut.key] = task
             futures.append(fut)

@@ -40,7 +40,7 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-from clipsim.config import RunConfig, static_signature
+from clipsim.config import RunConfig, precision, static_signature
 from clipsim.evaluation import evaluate_program
 from clipsim.sweep.table import chunk_frame
 from clipsim.train.loop import STREAM_EVAL, train_program
@@ -343,7 +343,9 @@ def run_batch(configs: Sequence[RunConfig], *, pad_to: int | None = None,
 
     Config leaves (and run keys) equal across the batch are passed unbatched, so
     what depends on them alone is computed once (see the module docstring); the
-    numbers are those of running each config on its own, to float rounding.
+    numbers are those of running each config on its own, to float rounding. It
+    computes in the configs' ``train.dtype`` (``clipsim.config.precision``),
+    whatever the process-wide x64 setting.
 
     Args:
         configs: n >= 1 configs sharing a static signature.
@@ -363,6 +365,14 @@ def run_batch(configs: Sequence[RunConfig], *, pad_to: int | None = None,
     n = len(configs)
     if n == 0:
         raise ValueError("run_batch: no configs")
+    with precision(configs[0].train.dtype):
+        return _run_batch(configs, pad_to=pad_to, program=program, shared=shared,
+                          shared_key=shared_key)
+
+
+def _run_batch(configs: list[RunConfig], *, pad_to: int | None, program: Program,
+               shared: Sequence[bool] | None, shared_key: bool | None) -> BatchOutput:
+    n = len(configs)
     sig = static_signature(configs[0])
     for cfg in configs[1:]:
         if static_signature(cfg) != sig:

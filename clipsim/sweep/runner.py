@@ -8,7 +8,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import jax
 import pandas as pd
 from tqdm.auto import tqdm
 
@@ -52,12 +51,6 @@ def metric_columns(points: Sequence[RunConfig], program: Program = TRAIN_EVALUAT
         names.update(dict.fromkeys(hist))
         evals.update(dict.fromkeys(metrics))
     return [*names, *(m for m in evals if m not in names)]
-
-
-def _check_dtypes(points: Sequence[RunConfig]) -> None:
-    if not jax.config.jax_enable_x64 and any(p.train.dtype == "float64" for p in points):
-        raise SpecError("train.dtype = 'float64' needs 64-bit JAX: call "
-                        "jax.config.update('jax_enable_x64', True) first")
 
 
 def _warn_degenerate(spec: SweepSpec, points: Sequence[RunConfig], frame: pd.DataFrame) -> None:
@@ -128,7 +121,6 @@ def run(spec: SweepSpec | str | Path | Mapping[str, Any], *, out: str | Path,
     elif spec.program != program.key:
         spec = dataclasses.replace(spec, program=program.key)
     points = spec.points()
-    _check_dtypes(points)
     if max_batch is not None and max_batch < 1:
         raise SpecError(f"max_batch = {max_batch} is invalid: must be >= 1")
     backend_obj = make_backend(backend, scheduler=scheduler)

@@ -30,7 +30,7 @@ import numpy as np
 import optax
 
 from clipsim import objectives
-from clipsim.config import ModelConfig, RunConfig
+from clipsim.config import ModelConfig, RunConfig, precision
 from clipsim.data import Batch, World, make_world, sample_pairs
 from clipsim.metrics import unique_weight_share
 from clipsim.models import encode, init_encoders
@@ -524,14 +524,6 @@ def check_finite(first_bad_step: int, cfg: RunConfig) -> None:
         )
 
 
-def _check_dtype(cfg: RunConfig) -> None:
-    if cfg.train.dtype == "float64" and not jax.config.jax_enable_x64:
-        raise ValueError(
-            "train.dtype = 'float64' needs 64-bit JAX: call "
-            "jax.config.update('jax_enable_x64', True) first"
-        )
-
-
 def _segments(cfg: RunConfig) -> list[int]:
     """Blocks per compiled call: equal segments of at most ``SEGMENT_WORK`` pair-steps."""
     total = _num_blocks(cfg.train.steps, cfg.train.log_every)
@@ -543,9 +535,11 @@ def _segments(cfg: RunConfig) -> list[int]:
 def train(cfg: RunConfig) -> TrainResult:
     """Train the encoders of ``cfg``; the run key is ``jax.random.key(cfg.seed)``.
 
-    The run is trained in segments of at most ``SEGMENT_WORK`` pair-steps (same
-    steps, batches and updates as ``train_program`` in one piece), so Ctrl-C stops
-    it within seconds with ``KeyboardInterrupt`` and nothing half-done is returned.
+    It computes in ``train.dtype`` whatever the process-wide x64 setting
+    (``clipsim.config.precision``). The run is trained in segments of at most
+    ``SEGMENT_WORK`` pair-steps (same steps, batches and updates as
+    ``train_program`` in one piece), so Ctrl-C stops it within seconds with
+    ``KeyboardInterrupt`` and nothing half-done is returned.
 
     Args:
         cfg: the run config. The result is a function of the config alone (its
@@ -563,15 +557,15 @@ def train(cfg: RunConfig) -> TrainResult:
     """
     if not isinstance(cfg, RunConfig):
         raise TypeError(f"train: cfg must be a RunConfig, got {type(cfg).__name__}")
-    _check_dtype(cfg)
     key = jax.random.key(cfg.seed)
     segments = _segments(cfg)
-    state, first = _train_init(cfg, key, segments[0])
-    pieces, done = [first], segments[0]
-    for size in segments[1:]:
-        state, piece = _train_more(cfg, key, state, jnp.asarray(done, jnp.int32), size)
-        pieces.append(piece)
-        done += size
+    with precision(cfg.train.dtype):
+        state, first = _train_init(cfg, key, segments[0])
+        pieces, done = [first], segments[0]
+        for size in segments[1:]:
+            state, piece = _train_more(cfg, key, state, jnp.asarray(done, jnp.int32), size)
+            pieces.append(piece)
+            done += size
     check_finite(int(state.first_bad_step), cfg)
     history = {k: np.concatenate([np.atleast_1d(np.asarray(p[k])) for p in pieces])
                for k in pieces[0]}
