@@ -199,5 +199,5 @@ def evaluate(result: TrainResult) -> Report:
     with precision(result.config.train.dtype):
         values = _evaluate_jit(result.config, result.params, key)
         out = {k: float(v) for k, v in values.items()}
-    out.update(_principal_angle_summary(result))
+        out.update(_principal_angle_summary(result))
     return Report(metrics=out, config=result.config)
