@@ -21,11 +21,13 @@ demo: $(VENV)/.installed
 	$(BIN)/clipsim train experiments/configs/onehot_linear.toml --out $(OUT)/train
 	$(BIN)/clipsim reproduce all --quick --out $(OUT)/reproduce
 
+# Both cores: one xdist worker per core, whole files per worker (a module's session
+# fixtures and compiled programs stay in one process), a shared compilation cache.
 test: $(VENV)/.installed
-	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n auto --dist loadfile -m "not slow" $(PYTEST_ARGS)
 
 test-all: $(VENV)/.installed
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n auto --dist loadfile $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check clipsim tests experiments benchmarks
@@ -34,4 +36,4 @@ bench: $(VENV)/.installed
 	$(BIN)/python -m benchmarks
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache .hypothesis
+	rm -rf $(VENV) runs .pytest_cache .hypothesis .jax_cache

@@ -12,11 +12,17 @@ import pytest
 
 import clipsim
 from clipsim.runtime import protect_cpu_scheduler
+from clipsim.sweep.cache import enable_compilation_cache
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 protect_cpu_scheduler()  # before the first JAX computation of the session
+# One persistent compilation cache for every test process (pytest-xdist workers and
+# the subprocesses tests start), so a program compiled once is loaded, not recompiled.
+os.environ.setdefault("CLIPSIM_CACHE_DIR", os.path.join(ROOT, ".jax_cache"))
+enable_compilation_cache()
 
 LEARNING_CONFIG = "experiments/configs/onehot_linear.toml"
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def learning_config() -> clipsim.RunConfig:
