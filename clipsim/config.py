@@ -729,10 +729,13 @@ class RunConfig:
         """
         path = _existing_file(Path(path), "config")
         if path.suffix == ".json":
-            text = path.read_text()
-            if not text.strip():
-                raise ConfigError(f"config file {str(path)!r} is empty")
-            return cls.from_json(text)
+            try:
+                values = json.loads(path.read_text())
+            except (UnicodeDecodeError, json.JSONDecodeError) as err:
+                empty = isinstance(err, json.JSONDecodeError) and not err.doc.strip()
+                raise ConfigError(f"config file {str(path)!r} is " + (
+                    "empty" if empty else f"not valid JSON: {err}")) from None
+            return cls.from_dict(values)
         return cls.from_toml(path)
 
     def hash(self) -> str:

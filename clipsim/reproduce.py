@@ -39,6 +39,7 @@ EXPERIMENTS: tuple[str, ...] = (
     "zero_shot_top_r",
     "batch_size",
     "three_modalities",
+    "spectral_optimum",
 )
 """Experiment names in report order (P1 to P8, then the extension)."""
 

@@ -155,3 +155,56 @@ def test_sampling_vmaps_over_dynamic_data_fields():
 
     xi = jax.jit(jax.vmap(draw))(scales)
     np.testing.assert_allclose(np.std(xi, axis=(1, 2)), [0.0, 1.0, 2.0], atol=0.05)
+
+
+# ------------------------------------------------------------- family registry
+def test_families_describe_themselves():
+    onehot, sparse, gauss = (data.get_latent_family(n) for n in ("onehot", "sparse", "gaussian"))
+    assert (onehot.discrete, sparse.discrete, gauss.discrete) == (True, True, False)
+    cfg = DataConfig(**{**BASE.to_dict(), "class_probs": None})
+    assert onehot.num_classes(cfg) == sparse.num_classes(cfg) == cfg.num_concepts
+    g_cfg = DataConfig(**{**cfg.to_dict(), "family": "gaussian", "num_classes": 3})
+    assert gauss.num_classes(g_cfg) == g_cfg.num_zero_shot_classes == 3
+    assert onehot.class_prior and gauss.class_prior and not sparse.class_prior
+    assert gauss.value_masses is None
+    for fam, c in ((onehot, cfg), (sparse, DataConfig(**{**cfg.to_dict(), "family": "sparse"})),
+                   (sparse, DataConfig(**{**cfg.to_dict(), "family": "sparse",
+                                          "sparse_active": 2}))):
+        masses, mult = fam.value_masses(c)
+        assert np.sum(masses * mult) == pytest.approx(1.0, abs=1e-12)
+
+
+def test_registering_a_family_twice_raises_unless_replaced():
+    fam = data.get_latent_family("onehot")
+    with pytest.raises(ValueError, match="'onehot' is already registered"):
+        data.register_latent_family(fam)
+    assert data.register_latent_family(fam, replace=True) is fam
+    assert data.LATENT_FAMILIES is __import__("clipsim").config.LATENT_FAMILIES
+    with pytest.raises(ValueError, match="did you mean 'gaussian'"):
+        data.get_latent_family("gausian")
+
+
+def test_a_registered_family_is_accepted_by_the_config_and_removed_cleanly():
+    onehot = data.get_latent_family("onehot")
+    custom = data.LatentFamily("test_copy", onehot.centres, onehot.sample,
+                               onehot.sample_class, discrete=True)
+    data.register_latent_family(custom)
+    try:
+        cfg = DataConfig(**{**BASE.to_dict(), "family": "test_copy", "class_probs": None})
+        assert cfg.num_zero_shot_classes == cfg.num_concepts
+    finally:
+        data.LATENT_FAMILIES.unregister("test_copy")
+    with pytest.raises(Exception, match="data.family"):
+        DataConfig(family="test_copy")
+
+
+def test_draws_name_their_dtype():
+    w = data.make_world(BASE, key=KEY)
+    assert {a.dtype for a in jax.tree.leaves(w)} == {jnp.dtype("float32")}
+    b = data.sample_pairs(BASE, w, key=KEY, n=8)
+    assert b.x.dtype == b.y.dtype == b.mask.dtype == jnp.float32
+    with jax.enable_x64(True):
+        w_on = data.make_world(BASE, key=KEY)
+        b_on = data.sample_pairs(BASE, w_on, key=KEY, n=8)
+    np.testing.assert_array_equal(w_on.shared_x, w.shared_x)
+    np.testing.assert_array_equal(b_on.x, b.x)
