@@ -327,7 +327,10 @@ class DataConfig(_Section):
     field holds the class count C is the family's ``classes_from``), ``image_dim`` (dx),
     ``text_dim`` (dy), ``image_unique_dim`` (kx), ``text_unique_dim`` (ky),
     ``mixing``, ``class_probs`` (pi; None for uniform), ``sparse_active`` (s: exactly
-    s concepts on; None for independent Bernoulli(``sparse_prob``) coordinates).
+    s concepts on; None for independent Bernoulli(``sparse_prob``) coordinates),
+    ``captions_per_image`` (M >= 1: each image of a finite training set carries M
+    captions drawn independently given its latent, and training batches are drawn
+    from the list of (image, caption) pairs; M > 1 needs ``train.num_train_batches``).
 
     Dynamic: ``seed`` (draws the mixing matrices and class centres),
     ``image_unique_scale`` (sigma_xi), ``text_unique_scale`` (sigma_zeta),
@@ -348,6 +351,7 @@ class DataConfig(_Section):
     mixing: str = static("linear")
     class_probs: tuple[float, ...] | None = static(None)
     sparse_active: int | None = static(None)
+    captions_per_image: int = static(1)
     seed: int = 0
     image_unique_scale: float = 1.0
     text_unique_scale: float = 1.0
@@ -360,7 +364,7 @@ class DataConfig(_Section):
     def __post_init__(self) -> None:
         s = self.section
         for name in ("num_concepts", "num_classes", "image_dim", "text_dim", "image_unique_dim",
-                     "text_unique_dim", "sparse_active", "seed"):
+                     "text_unique_dim", "sparse_active", "captions_per_image", "seed"):
             _as_int(self, name)
         if isinstance(self.class_probs, list):
             object.__setattr__(self, "class_probs", tuple(self.class_probs))
@@ -400,6 +404,7 @@ class DataConfig(_Section):
         _check_range(s, "sparse_prob", self.sparse_prob, low=0.0, high=1.0, low_open=True)
         _check_range(s, "within_class_std", self.within_class_std, low=0.0)
         _check_range(s, "leaky_slope", self.leaky_slope, low=0.0, high=1.0, low_open=True)
+        _check_int(s, "captions_per_image", self.captions_per_image, 1)
 
     @property
     def latent_dim(self) -> int:
