@@ -41,7 +41,7 @@ def test_help_lists_every_command(capsys):
     with pytest.raises(SystemExit) as info:
         main(["--help"])
     assert info.value.code == 0
-    printed = capsys.readouterr().out
+    printed = " ".join(capsys.readouterr().out.split())  # undo the line wrapping
     for name, module in COMMANDS.items():
         assert name in printed and module.HELP in printed
     for name in COMMANDS:
@@ -190,3 +190,87 @@ def test_commands_add_the_scheduler_flag_and_keep_the_users_xla_flags(tmp_path):
     flags = proc.stdout.split()
     assert flags[0] == "--xla_cpu_multi_thread_eigen=false"
     assert "--xla_cpu_enable_concurrency_optimized_scheduler=false" in flags
+
+
+# ------------------------------------------------------------ discovery, sweeps
+def test_version(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["--version"])
+    assert info.value.code == 0
+    assert capsys.readouterr().out.strip() == f"clipsim {clipsim.__version__}"
+
+
+def test_list_objectives_families_and_every_field(capsys):
+    from clipsim.config import ALL_FIELDS, LATENT_FAMILIES, OBJECTIVES
+
+    assert main(["list", "objectives"]) == 0
+    printed = capsys.readouterr().out
+    assert all(name in printed for name in OBJECTIVES)
+    assert main(["list", "families"]) == 0
+    printed = capsys.readouterr().out
+    assert all(name in printed for name in LATENT_FAMILIES)
+    assert main(["list", "fields"]) == 0
+    lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()[2:]}
+    assert set(lines) == set(ALL_FIELDS)
+    assert " static " in lines["train.batch_size"] and " dynamic " in lines["objective.temperature"]
+    assert " 128 " in lines["train.batch_size"]
+
+
+def _drop_none(value):
+    if isinstance(value, dict):
+        return {k: _drop_none(v) for k, v in value.items() if v is not None}
+    return value
+
+
+@pytest.fixture(scope="module")
+def swept(tmp_path_factory):
+    """A 2 x 2 sweep (temperature x seed) run by ``clipsim sweep SPEC --set``."""
+    import tomli_w
+
+    from clipsim.sweep import SweepSpec
+
+    tmp = tmp_path_factory.mktemp("sweep")
+    spec = SweepSpec(name="tiny", base=tiny_config(), grid={"objective.temperature": [0.1, 0.5]},
+                     seeds=[0, 1])
+    path = tmp / "tiny.toml"
+    path.write_text(tomli_w.dumps(_drop_none(spec.to_dict())))
+    out = tmp / "results"
+    assert main(["sweep", str(path), "--out", str(out), "--quiet", "--set", "train.steps=20"]) == 0
+    return path, out
+
+
+def test_sweep_set_overrides_the_base_config(swept, capsys):
+    from clipsim.sweep import load
+
+    path, out = swept
+    df = load(out)
+    assert set(df["train.steps"]) == {20} and df["final"].sum() == 4
+    assert main(["sweep", str(path), "--out", str(out / "x"), "--set",
+                 "objective.temperature=0.3"]) == 2
+    err = capsys.readouterr().err
+    assert "objective.temperature" in err and "swept" in err and "\n" not in err.strip()
+
+
+def test_sweep_status_summary_and_plot(swept, tmp_path, capsys):
+    _, out = swept
+    assert main(["sweep", "status", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "4 of 4 runs done, 0 remaining, 0 failed" in printed and "finished" in printed
+    assert main(["sweep", "summary", str(out), "--by", "objective.temperature",
+                 "--metrics", "zs_accuracy"]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert "zs_accuracy_mean" in table[0] and len(table) == 3
+    png = tmp_path / "fig.png"
+    assert main(["sweep", "plot", str(out), "--x", "objective.temperature", "--y",
+                 "zs_accuracy", "--hue", "seed", "--out", str(png)]) == 0
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert main(["sweep", "summary", str(out), "--by", "objective.temprature"]) == 2
+    assert "objective.temprature" in capsys.readouterr().err
+    assert main(["sweep", "status", str(tmp_path / "nowhere")]) == 2
+
+
+def test_sweep_help_lists_its_actions(capsys):
+    with pytest.raises(SystemExit):
+        main(["sweep", "--help"])
+    printed = capsys.readouterr().out
+    assert all(action in printed for action in ("run", "status", "summary", "plot"))

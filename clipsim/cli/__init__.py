@@ -15,7 +15,8 @@ import argparse
 import sys
 from types import ModuleType
 
-from clipsim.cli import bounds, reproduce, sweep, train
+import clipsim
+from clipsim.cli import bounds, listing, reproduce, sweep, train
 from clipsim.cli._common import UsageError
 from clipsim.config import ConfigError
 from clipsim.io import RunFolderError
@@ -30,8 +31,13 @@ COMMANDS: dict[str, ModuleType] = {
     "sweep": sweep,
     "bounds": bounds,
     "reproduce": reproduce,
+    "list": listing,
 }
-"""Subcommand name -> module (``HELP``, ``add_arguments``, ``run``), in ``--help`` order."""
+"""Subcommand name -> module (``HELP``, ``add_arguments``, ``run``), in ``--help`` order.
+
+A module with ``ACTIONS`` has actions of its own (``clipsim sweep status DIR``); a
+first argument that is none of them selects its ``DEFAULT_ACTION``
+(``clipsim sweep SPEC`` is ``clipsim sweep run SPEC``)."""
 
 USER_ERRORS = (ConfigError, UsageError, RunFolderError, ExperimentError, SweepError,
                FileNotFoundError)
@@ -45,6 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Simulate the theory of CLIP-style contrastive learning. CONFIG and SPEC "
                     "arguments take a file, or the bare name of a config or sweep shipped "
                     "with the experiments (e.g. 'clipsim train onehot_linear --out DIR').")
+    parser.add_argument("--version", action="version", version=f"clipsim {clipsim.__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name, module in COMMANDS.items():
@@ -62,6 +69,11 @@ def main(argv: list[str] | None = None) -> int:
         The exit code: 0 on success, 2 for a user error, 130 when interrupted.
     """
     protect_cpu_scheduler()  # before the first JAX computation; keeps the user's XLA_FLAGS
+    argv = list(sys.argv[1:] if argv is None else argv)
+    module = COMMANDS.get(argv[0]) if argv else None
+    actions = getattr(module, "ACTIONS", ())
+    if actions and len(argv) > 1 and argv[1] not in (*actions, "-h", "--help"):
+        argv.insert(1, module.DEFAULT_ACTION)
     args = build_parser().parse_args(argv)
     try:
         return COMMANDS[args.command].run(args)

@@ -1,16 +1,33 @@
-"""``clipsim sweep SPEC --out DIR``: run a sweep file into a results folder (resumable)."""
+"""``clipsim sweep``: run a sweep file into a results folder (resumable), and read the folder.
+
+    clipsim sweep SPEC --out DIR [--set FIELD=VALUE]     (the same as ``sweep run``)
+    clipsim sweep status DIR                             done / remaining / failed, time
+    clipsim sweep summary DIR --by FIELD [FIELD ...]     the ``clipsim.summarize`` table
+    clipsim sweep plot DIR --x FIELD --y METRIC [--hue FIELD]   a PNG with seed bands
+"""
 
 from __future__ import annotations
 
 import argparse
 import re
 import time
+from pathlib import Path
 
-from clipsim.cli._common import UsageError, resolve_file, shipped_names
+from clipsim.cli._common import (
+    UsageError,
+    add_set_argument,
+    parse_overrides,
+    resolve_file,
+    shipped_names,
+)
 
-__all__ = ["HELP", "add_arguments", "run", "parse_size"]
+__all__ = ["HELP", "ACTIONS", "DEFAULT_ACTION", "add_arguments", "run", "parse_size"]
 
-HELP = "run a parameter sweep into a results folder (resumable)"
+HELP = "run a parameter sweep (resumable); show its status, summary or plot"
+
+ACTIONS = ("run", "status", "summary", "plot")
+DEFAULT_ACTION = "run"
+"""``clipsim sweep SPEC ...`` means ``clipsim sweep run SPEC ...``."""
 
 _UNITS = {"": 1, "b": 1, "k": 2**10, "kb": 10**3, "kib": 2**10, "m": 2**20, "mb": 10**6,
           "mib": 2**20, "g": 2**30, "gb": 10**9, "gib": 2**30}
@@ -50,8 +67,35 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    """Arguments of ``clipsim sweep``."""
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``clipsim sweep`` and its actions."""
+    actions = parser.add_subparsers(dest="action", metavar="ACTION")
+    actions.required = True
+    _run_arguments(actions.add_parser(
+        "run", help="run a sweep file into a results folder (the default action: "
+                    "'clipsim sweep SPEC --out DIR')"))
+    status = actions.add_parser("status", help="done, remaining and failed runs; time so far "
+                                               "and an estimate of the rest")
+    status.add_argument("dir", help="a sweep results folder")
+    summary = actions.add_parser("summary", help="mean, standard error and 95%% interval of "
+                                                 "metrics across seeds (clipsim.summarize)")
+    summary.add_argument("dir", help="a sweep results folder")
+    summary.add_argument("--by", nargs="+", required=True, metavar="FIELD",
+                         help="column(s) to group by, e.g. objective.temperature")
+    summary.add_argument("--metrics", nargs="+", default=None, metavar="METRIC",
+                         help="metric column(s) (default: every metric)")
+    plot = actions.add_parser("plot", help="a metric against a field, one line per --hue "
+                                           "value, with a +-1 standard-error band over seeds")
+    plot.add_argument("dir", help="a sweep results folder")
+    plot.add_argument("--x", required=True, metavar="FIELD", help="x axis (a column, or step)")
+    plot.add_argument("--y", required=True, metavar="METRIC", help="metric on the y axis")
+    plot.add_argument("--hue", default=None, metavar="FIELD", help="one line per value")
+    plot.add_argument("--logx", action="store_true", help="log-scale x axis")
+    plot.add_argument("--out", default=None, metavar="PNG",
+                      help="figure path (default DIR/<METRIC>_vs_<FIELD>.png)")
+
+
+def _run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("spec", help="sweep file (.toml): base config, grid, zip groups, seeds; or "
                                 f"the name of a shipped sweep ({shipped_names('sweeps')})")
     p.add_argument("--out", required=True,
@@ -72,16 +116,36 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "($CLIPSIM_CACHE_DIR or ~/.cache/clipsim/jax)")
     p.add_argument("--dry-run", action="store_true",
                    help="validate the spec and print the plan (groups, chunks); run nothing")
+    add_set_argument(p)
 
 
 def run(args: argparse.Namespace) -> int:
+    """Dispatch to the action."""
+    return {"run": _run, "status": _status, "summary": _summary, "plot": _plot}[args.action](args)
+
+
+def _with_overrides(spec, items: list[str]):
+    """``spec`` with ``--set`` overrides applied to its base config."""
+    import dataclasses
+
+    values = parse_overrides(items)
+    if not values:
+        return spec
+    swept = sorted(set(values) & set(spec.swept_fields))
+    if swept:
+        raise UsageError(f"--set {swept[0]}: the field is swept by the spec; change the spec "
+                         "instead")
+    return dataclasses.replace(spec, base=spec.base.replace(**values))
+
+
+def _run(args: argparse.Namespace) -> int:
     """Validate the spec, then plan (``--dry-run``) or run it into ``--out``."""
     import jax
 
     from clipsim.sweep.engine import estimate_run_bytes, group_points, plan_chunks
     from clipsim.sweep.spec import SweepSpec
 
-    spec = SweepSpec.from_toml(resolve_file(args.spec, "sweeps"))
+    spec = _with_overrides(SweepSpec.from_toml(resolve_file(args.spec, "sweeps")), args.set)
     points = spec.points()  # validates every point before anything runs
     budget = parse_size(args.memory_budget)
     if args.scheduler is not None and args.backend != "dask":
@@ -126,3 +190,67 @@ def _print_plan(spec, points, tasks, groups, estimate) -> None:
               f"{chunks[0].pad_to if chunks else 0}, ~{estimate(cfg) / 2**20:.1f} MiB per run "
               f"({cfg.objective.name}, {cfg.model.kind}, B={cfg.train.batch_size}, "
               f"steps={cfg.train.steps})")
+
+
+def _load(folder: str):
+    from clipsim.sweep import load
+
+    if not Path(folder).is_dir():
+        raise UsageError(f"{folder!r} is not a folder")
+    return load(folder)
+
+
+def _seconds(start: str | None, end: str | None) -> float:
+    from datetime import datetime
+
+    if not start or not end:
+        return 0.0
+    return max(0.0, (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds())
+
+
+def _status(args: argparse.Namespace) -> int:
+    """Print done / remaining / failed runs, time so far and an estimate for the rest."""
+    df = _load(args.dir)
+    manifest = df.attrs.get("manifest", {})
+    final = df[df["final"]] if len(df) else df
+    total = int(manifest.get("num_points", len(final)))
+    done = int(final["config_hash"].nunique()) if len(final) else 0
+    failed = int((final["nonfinite_step"] >= 0).sum()) if len(final) else 0
+    sessions = manifest.get("sessions", [])
+    spent = sum(_seconds(s.get("started"), s.get("finished")) for s in sessions)
+    ran = sum(int(s.get("points_run") or 0) for s in sessions)
+    print(f"sweep {manifest.get('name', '?')!r} in {args.dir}: {done} of {total} runs done, "
+          f"{total - done} remaining, {failed} failed (non-finite loss)")
+    state = "finished" if manifest.get("finished") else "not finished"
+    line = f"{state}; {len(sessions)} session(s), {spent:.0f} s of recorded run time"
+    if total > done and ran:
+        line += f"; about {spent / ran * (total - done):.0f} s to go at {spent / ran:.2f} s/run"
+    print(line)
+    return 0
+
+
+def _summary(args: argparse.Namespace) -> int:
+    """Print the ``clipsim.summarize`` table of the folder."""
+    from clipsim.sweep.summary import summarize
+
+    df = _load(args.dir)
+    for name in [*args.by, *(args.metrics or [])]:
+        if name not in df.columns:
+            raise UsageError(f"{name!r} is not a column of {args.dir}'s table")
+    print(summarize(df, by=args.by, metrics=args.metrics).to_string(index=False))
+    return 0
+
+
+def _plot(args: argparse.Namespace) -> int:
+    """Draw ``--y`` against ``--x`` (per ``--hue``) with seed bands into a PNG."""
+    from clipsim.plots import plot_metric
+
+    df = _load(args.dir)
+    for name in (args.x, args.y, args.hue):
+        if name is not None and name not in df.columns:
+            raise UsageError(f"{name!r} is not a column of {args.dir}'s table")
+    out = Path(args.out) if args.out else Path(args.dir) / f"{args.y}_vs_{args.x}.png"
+    plot_metric(df, args.x, args.y, hue=args.hue, logx=args.logx, path=out,
+                title=df.attrs.get("manifest", {}).get("name"))
+    print(f"wrote {out}")
+    return 0
