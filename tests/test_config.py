@@ -115,3 +115,32 @@ def test_stacked_configs_vmap_over_dynamic_fields():
     stacked = jax.tree.map(lambda *xs: jnp.stack([jnp.asarray(x) for x in xs]), *cfgs)
     doubled = jax.vmap(lambda c: 2 * c.objective.temperature)(stacked)
     assert doubled.tolist() == pytest.approx([0.2, 0.4, 0.8])
+
+
+def test_one_rule_tells_a_toml_path_from_toml_text(tmp_path):
+    from clipsim.config import read_toml
+    from clipsim.sweep.spec import SpecError, SweepSpec
+
+    plain = tmp_path / "spec_without_suffix"
+    plain.write_text('name = "from_file"\nseeds = 3\n')
+    assert read_toml(str(plain)) == ({"name": "from_file", "seeds": 3}, plain)
+    assert read_toml("seed = 3") == ({"seed": 3}, None)
+    assert read_toml('name = "x"\n[grid]\n')[1] is None
+    assert SweepSpec.from_toml(str(plain)).name == "from_file"
+    assert SweepSpec.from_toml(plain).name == "from_file"
+    with pytest.raises(SpecError, match="sweep file .*missing_spec' does not exist"):
+        SweepSpec.from_toml(str(tmp_path / "missing_spec"))
+    with pytest.raises(ConfigError, match="config file .*missing' does not exist"):
+        RunConfig.from_toml(str(tmp_path / "missing"))
+
+
+def test_registries_are_the_single_source_of_names():
+    from clipsim import config, data, objectives
+
+    assert config.OBJECTIVES is objectives.OBJECTIVES
+    assert config.LATENT_FAMILIES is data.LATENT_FAMILIES
+    assert not hasattr(config, "OBJECTIVE_NAMES")
+    for name in config.OBJECTIVES:
+        RunConfig.from_dict({"objective.name": name})
+    with pytest.raises(ValueError, match="already registered; pass replace=True"):
+        objectives.register("clip", objectives.clip)

@@ -10,10 +10,12 @@ from clipsim.data.families import (
 from clipsim.data.generator import (
     Batch,
     World,
+    draw_pairs,
     image_from_latents,
     make_world,
     oracle_encoders,
     prompts,
+    sample_caption_pairs,
     sample_pairs,
     sample_test_images,
     satisfies_conditional_independence,
@@ -36,4 +38,6 @@ __all__ = [
     "sample_test_images",
     "satisfies_conditional_independence",
     "text_from_latents",
+    "sample_caption_pairs",
+    "draw_pairs",
 ]

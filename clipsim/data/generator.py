@@ -38,6 +38,8 @@ __all__ = [
     "sample_test_images",
     "oracle_encoders",
     "satisfies_conditional_independence",
+    "sample_caption_pairs",
+    "draw_pairs",
 ]
 
 Array = jax.Array
@@ -201,6 +203,58 @@ def sample_pairs(cfg: DataConfig, world: World, *, key: Array, n: int) -> Batch:
     y = text_from_latents(cfg, world, mask * z, zeta)
     y = y + cfg.noise_scale * jax.random.normal(k_ey, y.shape, dtype)
     return Batch(x=x, y=y, z=z, xi=xi, zeta=zeta, mask=mask, labels=labels)
+
+def sample_caption_pairs(cfg: DataConfig, world: World, *, key: Array, num_images: int) -> Batch:
+    """A list of (image, caption) pairs: ``num_images`` images with M captions each.
+
+    Each image is one draw of z, xi and eps_x; each of its M =
+    ``cfg.captions_per_image`` captions draws its own mask m, zeta and eps_y given
+    that z (conditional independence holds within an image too). Pairs are
+    image-major: pair p shows image p // M, so the M pairs of an image share their
+    x and z exactly (unexpected positives when they meet in a batch).
+
+    Args:
+        cfg: data config (numeric fields may be traced).
+        world: the dataset's fixed matrices.
+        key: PRNG key.
+        num_images: number of images (static).
+
+    Returns:
+        A ``Batch`` of ``num_images * M`` pairs.
+    """
+    m = cfg.captions_per_image
+    n = num_images * m
+    k_z, k_xi, k_zeta, k_m, k_ex, k_ey = jax.random.split(key, 6)
+    z, labels = get_latent_family(cfg.family).sample(cfg, world.centres, k_z, num_images)
+    dtype = world.shared_x.dtype
+    xi = cfg.image_unique_scale * jax.random.normal(k_xi, (num_images, cfg.image_unique_dim),
+                                                    dtype)
+    x = image_from_latents(cfg, world, z, xi)
+    x = x + cfg.noise_scale * jax.random.normal(k_ex, x.shape, dtype)
+    z, labels, xi, x = (jnp.repeat(a, m, axis=0) for a in (z, labels, xi, x))
+    zeta = cfg.text_unique_scale * jax.random.normal(k_zeta, (n, cfg.text_unique_dim), dtype)
+    mask = jax.random.bernoulli(k_m, 1.0 - _prob(cfg.omit_prob, dtype), z.shape).astype(dtype)
+    y = text_from_latents(cfg, world, mask * z, zeta)
+    y = y + cfg.noise_scale * jax.random.normal(k_ey, y.shape, dtype)
+    return Batch(x=x, y=y, z=z, xi=xi, zeta=zeta, mask=mask, labels=labels)
+
+
+def draw_pairs(pool: Batch, *, key: Array, n: int) -> Batch:
+    """n pairs drawn uniformly without replacement from a pair list (a training batch).
+
+    Args:
+        pool: a ``Batch`` of N >= n pairs (e.g. from ``sample_caption_pairs``).
+        key: PRNG key.
+        n: number of pairs drawn (static).
+
+    Returns:
+        A ``Batch`` of n distinct pairs of ``pool``.
+    """
+    size = pool.x.shape[0]
+    if n > size:
+        raise ValueError(f"draw_pairs: n = {n} is larger than the pair list ({size} pairs)")
+    idx = jax.random.choice(key, size, (n,), replace=False)
+    return jax.tree.map(lambda a: a[idx], pool)
 
 
 def prompts(cfg: DataConfig, world: World, *, key: Array | None = None,

@@ -39,10 +39,12 @@ from clipsim.theory.concentration import (
 from clipsim.theory.floor import (
     CollisionFloor,
     MonteCarloCheck,
+    caption_collision_floor,
     clip_floor_check,
     collision_floor,
     collision_floor_monte_carlo,
     collision_floor_onehot,
+    family_caption_floor,
     family_floor,
     latent_collision_counts,
     mean_loss_upper_check,
@@ -113,6 +115,8 @@ __all__ = [
     "collision_floor_onehot",
     "family_floor",
     "latent_collision_counts",
+    "caption_collision_floor",
+    "family_caption_floor",
     # E4
     "BestProfileBound",
     "CompletenessProfile",

@@ -24,10 +24,12 @@ from clipsim.theory._checks import (
 __all__ = [
     "CollisionFloor",
     "MonteCarloCheck",
+    "caption_collision_floor",
     "clip_floor_check",
     "collision_floor",
     "collision_floor_monte_carlo",
     "collision_floor_onehot",
+    "family_caption_floor",
     "family_floor",
     "latent_collision_counts",
     "mean_loss_upper_check",
@@ -432,3 +434,100 @@ def mean_loss_upper_check(
     """
     return _mc_check(mean_loss, loss_stderr, bound, bound_stderr, n_sigma, lower=False,
                      names=("mean_loss", "loss_stderr", "bound", "bound_stderr"))
+
+
+def caption_collision_floor(
+    batch_size: int,
+    captions_per_image: int,
+    num_images: int,
+    masses: ArrayLike | None = None,
+    multiplicities: ArrayLike | None = None,
+) -> CollisionFloor:
+    r"""Exact E3 floor ``E[log n_i]`` with M captions per image and batches drawn from the pairs.
+
+    A dataset of ``N`` images, each with ``M`` captions (``N M`` pairs); the image
+    latents are i.i.d. from a family with value masses ``q_v`` (``mult_v`` values
+    of each mass); a batch is ``B`` pairs drawn uniformly without replacement from
+    the ``N M`` pairs. For pair ``i`` with latent value ``v``, let ``K`` be the number
+    of *other* images with latent ``v``, ``K ~ Binomial(N - 1, q_v)``. Given ``K``,
+    the pool holds ``M - 1 + M K`` other pairs with latent ``v`` (the other captions
+    of the same image and every caption of the ``K`` images) among ``N M - 1``, so
+    ``n_i - 1 ~ Hypergeometric(N M - 1, M - 1 + M K, B - 1)`` and
+
+    .. math::
+        \mathbb E[\log n_i] = \sum_v \mathrm{mult}_v\, q_v \sum_{K=0}^{N-1}
+        \binom{N-1}{K} q_v^K (1 - q_v)^{N-1-K}\,
+        \mathbb E\bigl[\log\bigl(1 + \mathrm{Hyp}(NM - 1,\, M - 1 + MK,\, B - 1)\bigr)\bigr].
+
+    The expectation is over the dataset draw and the batch draw; E3 applies to a
+    model fixed with respect to both (a held-out dataset). A continuous family
+    (``masses`` None) has ``K = 0``: only same-image pairs collide. ``M = 1`` gives
+    the floor of a finite pool of ``N`` pairs, which tends to
+    :func:`collision_floor` as ``N`` grows.
+
+    Args:
+        batch_size: ``B >= 2``, at most ``N M``.
+        captions_per_image: ``M >= 1``.
+        num_images: ``N >= 1``.
+        masses: the family's value masses ``q_v`` (1-D), or None for a continuous family.
+        multiplicities: how many values have each mass (1-D, same length); default ones.
+
+    Returns:
+        A :class:`CollisionFloor` with ``stderr = 0``.
+    """
+    check_int("batch_size", batch_size, 2)
+    check_int("captions_per_image", captions_per_image, 1)
+    check_int("num_images", num_images, 1)
+    m, n_img, b = int(captions_per_image), int(num_images), int(batch_size)
+    pool = n_img * m
+    if b > pool:
+        raise ValueError(f"batch_size = {b} is invalid: must be <= num_images * "
+                         f"captions_per_image = {pool} (batches are drawn without replacement)")
+    s = np.arange(b)
+    if masses is None:
+        pmf = stats.hypergeom.pmf(s, pool - 1, m - 1, b - 1)
+        return CollisionFloor(value=float(pmf @ np.log1p(s)), stderr=0.0)
+    q = np.asarray(masses, np.float64)
+    mult = np.ones_like(q) if multiplicities is None else np.asarray(multiplicities, np.float64)
+    if q.ndim != 1 or q.shape != mult.shape:
+        raise ValueError(f"masses and multiplicities must be 1-D of equal length, got shapes "
+                         f"{q.shape} and {mult.shape}")
+    if np.any(q < 0) or abs(float(np.sum(q * mult)) - 1.0) > 1e-6:
+        raise ValueError("masses must be >= 0 with sum(multiplicities * masses) = 1")
+    k = np.arange(n_img)
+    # E[log(1 + Hyp(NM - 1, M - 1 + M K, B - 1))] for every K, (N,)
+    successes = np.minimum(m - 1 + m * k, pool - 1)
+    per_k = stats.hypergeom.pmf(s[None, :], pool - 1, successes[:, None], b - 1) @ np.log1p(s)
+    total = 0.0
+    for qv, mv in zip(q, mult, strict=True):
+        if qv <= 0:
+            continue
+        total += mv * qv * float(stats.binom.pmf(k, n_img - 1, qv) @ per_k)
+    return CollisionFloor(value=total, stderr=0.0)
+
+
+def family_caption_floor(family: Any, data_config: Any, batch_size: int,
+                         num_images: int) -> CollisionFloor:
+    r""":func:`caption_collision_floor` of a latent family, with ``data_config.captions_per_image``.
+
+    Continuous family (``family.discrete`` False): same-image collisions only.
+    Discrete family: its ``value_masses(data_config)``; a discrete family without
+    them has no exact floor here (``ValueError``).
+
+    Args:
+        family: a latent family (``discrete``, ``value_masses``).
+        data_config: the ``DataConfig`` (``captions_per_image`` = M is read from it).
+        batch_size: ``B >= 2``.
+        num_images: ``N``, images of the dataset the batches are drawn from.
+
+    Returns:
+        A :class:`CollisionFloor` with ``stderr = 0``.
+    """
+    m = int(getattr(data_config, "captions_per_image", 1))
+    if not bool(family.discrete):
+        return caption_collision_floor(batch_size, m, num_images)
+    if getattr(family, "value_masses", None) is None:
+        raise ValueError(f"family {family.name!r} gives no value masses: no exact floor with "
+                         "several captions per image")
+    masses, mult = family.value_masses(data_config)
+    return caption_collision_floor(batch_size, m, num_images, masses, mult)

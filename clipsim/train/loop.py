@@ -31,7 +31,14 @@ import optax
 
 from clipsim import objectives
 from clipsim.config import ModelConfig, RunConfig, precision
-from clipsim.data import Batch, World, make_world, sample_pairs
+from clipsim.data import (
+    Batch,
+    World,
+    draw_pairs,
+    make_world,
+    sample_caption_pairs,
+    sample_pairs,
+)
 from clipsim.metrics import unique_weight_share
 from clipsim.models import encode, init_encoders
 from clipsim.train.optim import make_optimizer
@@ -406,7 +413,11 @@ def batch_source(cfg: RunConfig, world: World, key: Array) -> Callable[[Array], 
 
     Population regime (``train.num_train_batches`` None): fresh pairs from
     ``fold_in(key(STREAM_BATCHES), step)``. Finite regime: a fixed set of n batches
-    drawn once from the ``STREAM_TRAIN_SET`` stream, cycled (step mod n).
+    drawn once from the ``STREAM_TRAIN_SET`` stream, cycled (step mod n). With
+    ``data.captions_per_image`` = M > 1 (finite regime only) the training set is the
+    list of nB/M images with M captions each, and every step draws B pairs from it
+    uniformly without replacement (``fold_in(key(STREAM_BATCHES), step)``), so two
+    captions of one image can meet in a batch.
 
     Args:
         cfg: the run config.
@@ -417,10 +428,18 @@ def batch_source(cfg: RunConfig, world: World, key: Array) -> Callable[[Array], 
         ``batch_fn(step) -> Batch`` of ``train.batch_size`` pairs.
     """
     batch_size = cfg.train.batch_size
+    if cfg.train.num_train_batches is None and cfg.data.captions_per_image > 1:
+        raise ValueError("data.captions_per_image > 1 needs a finite training set: set "
+                         "train.num_train_batches")
     if cfg.train.num_train_batches is None:
         batch_key = jax.random.fold_in(key, STREAM_BATCHES)
         return lambda step: sample_pairs(cfg.data, world, key=jax.random.fold_in(batch_key, step),
                                          n=batch_size)
+    if cfg.data.captions_per_image > 1:  # batches drawn from the list of (image, caption) pairs
+        pool = jax.tree.map(lambda a: a.reshape(-1, *a.shape[2:]), training_set(cfg, world, key))
+        draw_key = jax.random.fold_in(key, STREAM_BATCHES)
+        return lambda step: draw_pairs(pool, key=jax.random.fold_in(draw_key, step),
+                                       n=batch_size)
     train_set = training_set(cfg, world, key)
     return lambda step: jax.tree.map(lambda a: a[step % cfg.train.num_train_batches], train_set)
 
@@ -439,7 +458,13 @@ def training_set(cfg: RunConfig, world: World, key: Array) -> Batch:
     n, b = cfg.train.num_train_batches, cfg.train.batch_size
     if n is None:
         raise ValueError("training_set: train.num_train_batches is None (population regime)")
-    pairs = sample_pairs(cfg.data, world, key=jax.random.fold_in(key, STREAM_TRAIN_SET), n=n * b)
+    m = cfg.data.captions_per_image
+    if n * b % m:
+        raise ValueError(f"data.captions_per_image = {m} must divide the training set's "
+                         f"num_train_batches * batch_size = {n * b} pairs")
+    set_key = jax.random.fold_in(key, STREAM_TRAIN_SET)
+    pairs = (sample_pairs(cfg.data, world, key=set_key, n=n * b) if m == 1 else
+             sample_caption_pairs(cfg.data, world, key=set_key, num_images=n * b // m))
     return jax.tree.map(lambda a: a.reshape(n, b, *a.shape[1:]), pairs)
 
 
