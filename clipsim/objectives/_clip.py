@@ -9,6 +9,12 @@ import jax
 import jax.numpy as jnp
 
 from clipsim.config import ObjectiveConfig
+from clipsim.objectives._clip_blocked import (
+    BLOCK_ROWS,
+    BLOCKED_MIN_BATCH,
+    blocked_batch_stats,
+    clip_loss_blocked,
+)
 from clipsim.objectives._common import batch_stats, check_pair, check_scores, scalar
 
 Params = Mapping[str, jax.Array]
@@ -189,6 +195,12 @@ def clip(
 
     Temperature: fixed ``cfg.temperature`` or learned (see ``clip_temperature``).
 
+    From B = ``BLOCKED_MIN_BATCH`` on, the loss, its gradient and the statistics
+    are computed by ``clip_loss_blocked`` (blocks of ``BLOCK_ROWS`` rows of the
+    score matrix, an online log-sum-exp for the columns, blocks recomputed in the
+    backward pass), so no B x B matrix is held; the values are the same up to
+    rounding (``tests/test_blocked_clip.py``).
+
     Args:
       za: (B, d) embeddings of modality a.
       zb: (B, d) embeddings of modality b; row i pairs with row i of ``za``.
@@ -198,5 +210,11 @@ def clip(
     Returns:
       ``(loss, aux)``: a scalar and the statistics of ``batch_stats``.
     """
+    za, zb = check_pair(za, zb)
+    if za.shape[0] >= BLOCKED_MIN_BATCH:
+        tau = clip_temperature(params, cfg, za.dtype)
+        row, col, parts = clip_loss_blocked(za, zb, tau, block=BLOCK_ROWS)
+        loss = 0.5 * (jnp.mean(row) + jnp.mean(col))
+        return loss, blocked_batch_stats(za, zb, parts, tau)
     loss, scores, tau = clip_terms(za, zb, params, cfg)
     return loss, batch_stats(scores, tau)
