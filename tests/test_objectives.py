@@ -132,11 +132,12 @@ def ref_siglip(za, zb, params, cfg) -> float:
 
 
 def ref_cyclip(za, zb, params, cfg) -> float:
+    """CyCLIP's reduction: (1/B) sums of the squared asymmetries (mean over B^2 times B)."""
     s = ref_scores(za, zb)
     ga, gb = ref_scores(za, za), ref_scores(zb, zb)
     b = s.shape[0]
-    cross = sum((s[i, j] - s[j, i]) ** 2 for i in range(b) for j in range(b)) / b**2
-    inmod = sum((ga[i, j] - gb[i, j]) ** 2 for i in range(b) for j in range(b)) / b**2
+    cross = sum((s[i, j] - s[j, i]) ** 2 for i in range(b) for j in range(b)) / b
+    inmod = sum((ga[i, j] - gb[i, j]) ** 2 for i in range(b) for j in range(b)) / b
     return ref_clip(za, zb, params, cfg) + cfg.reg_weight * cross + cfg.in_modal_weight * inmod
 
 
@@ -263,6 +264,34 @@ def test_matches_reference_value_and_grad(x64, case_id: int) -> None:
     for name in BUILTIN:
         check_against_reference(name, za, zb, params[name], cfgs[name], results[name],
                                 f"objective {name}, case {case_id}")
+
+
+def test_cyclip_matches_cyclips_training_code_formula(x64) -> None:
+    """CyCLIP's src/train.py reduction: mean((I I^T - T T^T)^2) * B and mean((I T^T - T I^T)^2) * B.
+
+    Written with NumPy matrix products exactly as that code reads (unit rows I, T; the
+    logit scale divided back out), with the paper's lambda_cross = lambda_in = 0.25.
+    """
+    rng = np.random.default_rng(21)
+    b = 6
+    image = unit_rows(rng.normal(size=(b, 4)))
+    text = unit_rows(image + 0.8 * rng.normal(size=(b, 4)))
+    cfg = ObjectiveConfig(name="cyclip", temperature=0.07, reg_weight=0.25, in_modal_weight=0.25)
+    logits = image @ text.T
+    inmodal = np.mean(np.square(image @ image.T - text @ text.T)) * b
+    crossmodal = np.mean(np.square(logits - logits.T)) * b
+    row = [math.log(np.sum(np.exp((logits[i] - logits[i, i]) / 0.07))) for i in range(b)]
+    col = [math.log(np.sum(np.exp((logits[:, j] - logits[j, j]) / 0.07))) for j in range(b)]
+    expected = 0.5 * (np.mean(row) + np.mean(col)) + 0.25 * inmodal + 0.25 * crossmodal
+    loss, _ = objectives.cyclip(jnp.asarray(image), jnp.asarray(text), {}, cfg=cfg)
+    assert float(loss) == pytest.approx(expected, rel=1e-12)
+    # the cyclic part is B times the (1/B^2) mean: at B = 6 the extra terms are 6x those means
+    clip_only, _ = objectives.clip(jnp.asarray(image), jnp.asarray(text), {}, cfg=cfg)
+    extra = float(loss) - float(clip_only)
+    means = 0.25 * np.mean(np.square(image @ image.T - text @ text.T)) + 0.25 * np.mean(
+        np.square(logits - logits.T))
+    assert extra == pytest.approx(b * means, rel=1e-10)
+    assert extra > 0
 
 
 def test_learned_parameters_are_present_and_used() -> None:
