@@ -334,11 +334,11 @@ def plot(numbers: dict, batches: list[int], taus: list[float], base: RunConfig, 
                f"\nfit: alpha = {fit['alpha']:.2f} +- {fit['alpha_se']:.2f}, beta = "
                f"{fit['beta']:.2f} +- {fit['beta_se']:.2f}")
     _log_ticks(axes[0, 0], mid[N_FIELD])
-    _log_ticks(axes[0, 1], mid["samples"])
     axes[0, 0].set_xlabel("training batches n")
     axes[0, 0].set_ylabel("population loss - training-set loss")
     axes[0, 0].set_title(f"gap vs batches n (tau = {tau_mid:g}){fit_txt}", fontsize=8.5)
     _scatter(axes[0, 1], mid, "samples", batches, ylim)
+    _log_ticks(axes[0, 1], mid["samples"])
     axes[0, 1].set_xlabel("training samples nB")
     r2 = ("" if fit is None else
           f"\nR^2 on log n: {fit['r2_batches']:.2f}, on log nB: {fit['r2_samples']:.2f}")
