@@ -40,6 +40,7 @@ EXPERIMENTS: tuple[str, ...] = (
     "batch_size",
     "three_modalities",
     "spectral_optimum",
+    "captions_per_image",
 )
 """Experiment names in report order (P1 to P8, then the extension)."""
 
