@@ -698,3 +698,20 @@ def test_input_checks() -> None:
         M.uniformity(a[:1])
     with pytest.raises(ValueError, match="rows"):
         M.unique_weight_share(a, np.zeros((2, 1)), np.zeros((3, 1)))
+
+
+def test_input_errors_name_the_arrays_and_both_shapes() -> None:
+    """One style (``clipsim.metrics._checks``): messages name the arrays and show both shapes."""
+    a = np.zeros((4, 3), dtype=np.float32)
+    with pytest.raises(ValueError, match=r"emb_a and emb_b .* got \(4, 3\) and \(5, 3\)"):
+        M.retrieval_recall(a, np.zeros((5, 3)), ks=(1,))
+    with pytest.raises(ValueError, match=r"emb_a and emb_b .* got \(4, 3\) and \(4, 2\)"):
+        M.positive_cosine(a, np.zeros((4, 2)))
+    with pytest.raises(ValueError, match=r"emb_a and latents .* got \(4, 3\) and \(6, 1\)"):
+        M.margin_stats(a, a, np.zeros((6, 1)))
+    with pytest.raises(ValueError, match=r"weight and shared_basis .* got \(4, 3\) and \(2, 1\)"):
+        M.unique_weight_share(a, np.zeros((2, 1)), np.zeros((3, 1)))
+    with pytest.raises(ValueError, match=r"weight and shared_basis .* got \(4, 3\) and \(2, 1\)"):
+        M.principal_angles(a, np.zeros((2, 1)))
+    with pytest.raises(ValueError, match=r"emb must have at least 2 rows, got shape \(1, 3\)"):
+        M.uniformity(a[:1])

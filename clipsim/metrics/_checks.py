@@ -1,7 +1,10 @@
 """Shape and dtype checks shared by the metric entry points.
 
+One style for every metric: a failed check raises ``ValueError`` (``TypeError``
+for a dtype) whose message names the array(s) and shows the shape(s) involved,
+e.g. ``emb_a and emb_b must have the same number of rows, got (4, 3) and (5, 3).``
 Checks run on static shapes and dtypes only, so they are free under ``jit`` and
-see per-example shapes under ``vmap``.
+see per-example shapes under ``vmap``; they accept JAX and NumPy arrays.
 """
 
 from __future__ import annotations
@@ -12,6 +15,8 @@ from jax.typing import ArrayLike
 __all__ = [
     "as_float",
     "as_int",
+    "check_axis_match",
+    "check_min_rows",
     "check_ndim",
     "check_same_dim",
     "check_same_rows",
@@ -22,25 +27,47 @@ __all__ = [
 def check_ndim(x: jnp.ndarray, ndim: int, name: str) -> None:
     """Raises ``ValueError`` unless ``x`` has rank ``ndim``."""
     if x.ndim != ndim:
-        raise ValueError(f"{name} must have rank {ndim}, got shape {x.shape}.")
+        raise ValueError(f"{name} must have rank {ndim}, got shape {tuple(x.shape)}.")
+
+
+def check_axis_match(
+    x: jnp.ndarray, x_axis: int, y: jnp.ndarray, y_axis: int, names: tuple[str, str],
+    what: str | None = None,
+) -> None:
+    """Raises ``ValueError`` unless ``x.shape[x_axis] == y.shape[y_axis]``; names both shapes.
+
+    Args:
+        x: first array.
+        x_axis: its axis.
+        y: second array.
+        y_axis: its axis.
+        names: the two arrays' names, as the caller's arguments are called.
+        what: how the message states the requirement (default:
+            ``"{x}.shape[{x_axis}] == {y}.shape[{y_axis}]"``).
+    """
+    if x.shape[x_axis] != y.shape[y_axis]:
+        what = what or f"{names[0]}.shape[{x_axis}] == {names[1]}.shape[{y_axis}]"
+        raise ValueError(
+            f"{names[0]} and {names[1]} must have {what}, got {tuple(x.shape)} and "
+            f"{tuple(y.shape)}."
+        )
 
 
 def check_same_rows(x: jnp.ndarray, y: jnp.ndarray, names: tuple[str, str]) -> None:
     """Raises ``ValueError`` unless ``x`` and ``y`` have the same number of rows."""
-    if x.shape[0] != y.shape[0]:
-        raise ValueError(
-            f"{names[0]} and {names[1]} must have the same number of rows, got "
-            f"{x.shape} and {y.shape}."
-        )
+    check_axis_match(x, 0, y, 0, names, "the same number of rows")
 
 
 def check_same_dim(x: jnp.ndarray, y: jnp.ndarray, names: tuple[str, str]) -> None:
     """Raises ``ValueError`` unless ``x`` and ``y`` have the same last dimension."""
-    if x.shape[-1] != y.shape[-1]:
-        raise ValueError(
-            f"{names[0]} and {names[1]} must have the same last dimension, got "
-            f"{x.shape} and {y.shape}."
-        )
+    check_axis_match(x, -1, y, -1, names, "the same last dimension")
+
+
+def check_min_rows(x: jnp.ndarray, minimum: int, name: str) -> None:
+    """Raises ``ValueError`` unless ``x`` has at least ``minimum`` rows."""
+    if x.shape[0] < minimum:
+        raise ValueError(f"{name} must have at least {minimum} rows, got shape "
+                         f"{tuple(x.shape)}.")
 
 
 def as_float(x: ArrayLike, name: str) -> jnp.ndarray:

@@ -1,4 +1,4 @@
-"""Alignment, modality gap and uniformity of embeddings (THEORY.md section 4)."""
+"""Alignment, modality gap and uniformity of embeddings (docs/theory.md, section 4)."""
 
 from __future__ import annotations
 
@@ -8,13 +8,22 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
-from clipsim.metrics._checks import as_float, check_ndim, check_same_dim, check_same_rows
-from clipsim.metrics.similarity import l2_normalize
+from clipsim.metrics._blocked import block_rows, map_row_blocks, use_blocked
+from clipsim.metrics._checks import (
+    as_float,
+    check_min_rows,
+    check_ndim,
+    check_same_dim,
+    check_same_rows,
+)
+from clipsim.metrics.similarity import NORM_FLOOR, l2_normalize
 
 __all__ = ["modality_gap", "positive_cosine", "uniformity"]
 
 
-def positive_cosine(emb_a: ArrayLike, emb_b: ArrayLike, *, eps: float = 1e-12) -> jnp.ndarray:
+def positive_cosine(
+    emb_a: ArrayLike, emb_b: ArrayLike, *, eps: float = NORM_FLOOR
+) -> jnp.ndarray:
     r"""Mean cosine similarity of the positive pairs.
 
     .. math::
@@ -67,7 +76,42 @@ def modality_gap(emb_a: ArrayLike, emb_b: ArrayLike) -> jnp.ndarray:
     return jnp.linalg.norm(jnp.mean(emb_a, axis=0) - jnp.mean(emb_b, axis=0))
 
 
-def uniformity(emb: ArrayLike, *, eps: float = 1e-12) -> jnp.ndarray:
+def _uniformity_blocked_lse(u: jnp.ndarray, sq: jnp.ndarray, block: int) -> jnp.ndarray:
+    """``logsumexp_{i<j} -2 ||u_i - u_j||^2`` over blocks of rows, each pair visited once.
+
+    Row i meets rows i + t (mod n) for t = 1, ..., floor(n/2); for even n the pairs
+    at t = n/2 are met from both ends and carry weight 1/2. A block of rows
+    starting at r0 needs the window of rows r0 + 1, ..., r0 + block - 1 + n/2
+    (mod n), read from ``u`` repeated. The exponents lie in [-8, 0], so the sums
+    of exponentials need no shift.
+    """
+    n = u.shape[0]
+    h = n // 2
+    width = block - 1 + h
+    u_rep = jnp.concatenate([u, u, u[:block]], axis=0)
+    sq_rep = jnp.concatenate([sq, sq, sq[:block]], axis=0)
+    offsets = jnp.arange(width, dtype=jnp.int32)
+    local = jnp.arange(block, dtype=jnp.int32)
+    half = jnp.log(jnp.asarray(0.5, u.dtype))
+
+    def one(rows, valid, u_rows, sq_rows):
+        start = rows[0] + 1
+        u_win = jax.lax.dynamic_slice_in_dim(u_rep, start, width)
+        sq_win = jax.lax.dynamic_slice_in_dim(sq_rep, start, width)
+        dist2 = jnp.maximum(sq_rows[:, None] + sq_win[None, :] - 2.0 * (u_rows @ u_win.T), 0.0)
+        t = offsets[None, :] + 1 - local[:, None]           # j = i + t (mod n)
+        pair = (t >= 1) & (t <= h) & valid[:, None]
+        logit = -2.0 * dist2
+        if n % 2 == 0:
+            logit = jnp.where(t == h, logit + half, logit)
+        return jnp.sum(jnp.where(pair, jnp.exp(logit), 0.0), axis=1)
+
+    return jnp.log(jnp.sum(map_row_blocks(one, n, block, u, sq)))
+
+
+def uniformity(
+    emb: ArrayLike, *, eps: float = NORM_FLOOR, block: int | None = None
+) -> jnp.ndarray:
     r"""Uniformity of embeddings on the sphere (Wang and Isola, 2020).
 
     .. math::
@@ -78,9 +122,18 @@ def uniformity(emb: ArrayLike, *, eps: float = 1e-12) -> jnp.ndarray:
     :math:`\lVert u_i - u_j \rVert^2 = \lVert u_i \rVert^2 + \lVert u_j \rVert^2
     - 2 \langle u_i, u_j \rangle` (clipped at 0).
 
+    From ``n >= BLOCKED_MIN_ROWS`` (or whenever ``block`` is given) the pairs are
+    visited ``block`` rows at a time, each unordered pair once (row i against
+    rows i+1, ..., i+n/2 modulo n, the pair at distance n/2 with weight 1/2 when
+    n is even), so the blocked path does half the dense work in O(block x n)
+    memory; the value is the same. Gradients through it recompute each block
+    (``jax.checkpoint``), so they do not hold the n x n matrix either.
+
     Args:
         emb: Embeddings, shape ``(n, d)`` with ``n >= 2``; normalized here.
         eps: Smallest norm divided by.
+        block: Rows per block (static), or None for the default: dense below
+            ``BLOCKED_MIN_ROWS`` rows, blocks of ``block_rows(n, n)`` rows above.
 
     Returns:
         Scalar in ``[-8, 0]``; lower is more uniform, 0 when all rows coincide.
@@ -88,12 +141,14 @@ def uniformity(emb: ArrayLike, *, eps: float = 1e-12) -> jnp.ndarray:
     """
     emb = as_float(emb, "emb")
     check_ndim(emb, 2, "emb")
+    check_min_rows(emb, 2, "emb")
     n = emb.shape[0]
-    if n < 2:
-        raise ValueError(f"uniformity needs at least 2 rows, got shape {emb.shape}.")
     u = l2_normalize(emb, eps=eps)
     sq = jnp.sum(jnp.square(u), axis=-1)
-    dist2 = jnp.maximum(sq[:, None] + sq[None, :] - 2.0 * (u @ u.T), 0.0)
-    upper = jnp.triu(jnp.ones((n, n), dtype=bool), k=1)
-    total = jax.nn.logsumexp(jnp.where(upper, -2.0 * dist2, -jnp.inf))
+    if use_blocked(n, block):
+        total = _uniformity_blocked_lse(u, sq, block_rows(n, n, block))
+    else:
+        dist2 = jnp.maximum(sq[:, None] + sq[None, :] - 2.0 * (u @ u.T), 0.0)
+        upper = jnp.triu(jnp.ones((n, n), dtype=bool), k=1)
+        total = jax.nn.logsumexp(jnp.where(upper, -2.0 * dist2, -jnp.inf))
     return total - jnp.asarray(math.log(n * (n - 1) / 2), dtype=total.dtype)

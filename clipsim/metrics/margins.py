@@ -1,11 +1,12 @@
-"""Per-pair margins with same-latent negatives excluded (THEORY.md section 4)."""
+"""Per-pair margins with same-latent negatives excluded (docs/theory.md, section 4)."""
 
 from __future__ import annotations
 
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
-from clipsim.metrics._checks import as_float, check_ndim, check_same_rows
+from clipsim.metrics._blocked import block_rows, map_row_blocks, use_blocked
+from clipsim.metrics._checks import as_float, check_ndim, check_same_dim, check_same_rows
 from clipsim.metrics.similarity import scores
 
 __all__ = ["margin_stats", "margin_summary", "pair_margins", "same_latent_mask"]
@@ -37,6 +38,7 @@ def pair_margins(
     latents: ArrayLike,
     *,
     atol: float = 1e-6,
+    block: int | None = None,
 ) -> tuple[jnp.ndarray, jnp.ndarray]:
     r"""Margin of each positive pair over its different-latent negatives.
 
@@ -53,12 +55,19 @@ def pair_margins(
     Range :math:`(-\infty, \infty)`; larger is better, positive means the pair
     beats every different-latent negative.
 
+    From ``n >= BLOCKED_MIN_ROWS`` (or whenever ``block`` is given) the scores and
+    the latent comparisons are computed ``block`` rows at a time
+    (``clipsim.metrics._blocked``), so memory is O(block x n) instead of O(n^2);
+    the results are the same.
+
     Args:
         emb_a: Embeddings, shape ``(n, d)``; row ``i`` pairs with row ``i`` of
             ``emb_b``.
         emb_b: Embeddings, shape ``(n, d)``.
         latents: Shared latents of the pairs, shape ``(n, k)``.
         atol: Absolute tolerance for latent equality.
+        block: Rows per block (static), or None for the default: dense below
+            ``BLOCKED_MIN_ROWS`` rows, blocks of ``block_rows(n, n)`` rows above.
 
     Returns:
         ``(margins, num_same_latent_negatives)``: margins of shape ``(n,)`` in the
@@ -70,8 +79,13 @@ def pair_margins(
     check_ndim(latents, 2, "latents")
     check_same_rows(emb_a, emb_b, ("emb_a", "emb_b"))
     check_same_rows(emb_a, latents, ("emb_a", "latents"))
+    n = emb_a.shape[0]
+    if use_blocked(n, block):
+        check_ndim(emb_a, 2, "emb_a")
+        check_ndim(emb_b, 2, "emb_b")
+        check_same_dim(emb_a, emb_b, ("emb_a", "emb_b"))
+        return _pair_margins_blocked(emb_a, emb_b, latents, atol, block_rows(n, n, block))
     s = scores(emb_a, emb_b)
-    n = s.shape[0]
     off_diag = ~jnp.eye(n, dtype=bool)
     same = same_latent_mask(latents, atol=atol)
     negatives = off_diag & ~same
@@ -81,12 +95,46 @@ def pair_margins(
     return margins.astype(s.dtype), counts
 
 
+def _same_latent_rows(z_block: jnp.ndarray, latents_t: jnp.ndarray, atol: float) -> jnp.ndarray:
+    """``same_latent_mask`` rows of a block: (block, k) against (k, n) -> (block, n) bool.
+
+    The coordinates are the leading axis of the comparison, so the reduction
+    over them runs along contiguous rows of length n.
+    """
+    diff = jnp.abs(z_block.T[:, :, None] - latents_t[:, None, :])
+    return jnp.all(diff <= atol, axis=0)
+
+
+def _pair_margins_blocked(
+    emb_a: jnp.ndarray, emb_b: jnp.ndarray, latents: jnp.ndarray, atol: float, block: int
+) -> tuple[jnp.ndarray, jnp.ndarray]:
+    """``pair_margins`` over blocks of ``block`` rows (checked inputs)."""
+    n = emb_a.shape[0]
+    latents_t = latents.T
+    cols = jnp.arange(n, dtype=jnp.int32)
+    dtype = jnp.result_type(emb_a, emb_b)
+
+    def one(rows, valid, a, z):
+        s = a @ emb_b.T
+        off = rows[:, None] != cols[None, :]
+        same = _same_latent_rows(z, latents_t, atol)
+        negatives = off & ~same
+        hardest = jnp.max(jnp.where(negatives, s, -jnp.inf), axis=1)
+        diag = jnp.take_along_axis(s, jnp.minimum(rows, n - 1)[:, None], axis=1)[:, 0]
+        margins = jnp.where(jnp.any(negatives, axis=1), diag - hardest, jnp.nan)
+        counts = jnp.sum(off & same, axis=1, dtype=jnp.int32)
+        return margins.astype(dtype), counts
+
+    return map_row_blocks(one, n, block, emb_a, latents)
+
+
 def margin_stats(
     emb_a: ArrayLike,
     emb_b: ArrayLike,
     latents: ArrayLike,
     *,
     atol: float = 1e-6,
+    block: int | None = None,
 ) -> dict[str, jnp.ndarray]:
     r"""Summary statistics of :func:`pair_margins` over a batch.
 
@@ -110,11 +158,12 @@ def margin_stats(
         emb_b: Embeddings, shape ``(n, d)``.
         latents: Latents, shape ``(n, k)``.
         atol: Absolute tolerance for latent equality.
+        block: Rows per block, or None (see :func:`pair_margins`).
 
     Returns:
         Dict of the five scalars above.
     """
-    return margin_summary(*pair_margins(emb_a, emb_b, latents, atol=atol))
+    return margin_summary(*pair_margins(emb_a, emb_b, latents, atol=atol, block=block))
 
 
 def margin_summary(margins: jnp.ndarray, counts: jnp.ndarray) -> dict[str, jnp.ndarray]:

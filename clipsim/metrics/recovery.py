@@ -7,7 +7,13 @@ import numpy as np
 import scipy.linalg
 from jax.typing import ArrayLike
 
-from clipsim.metrics._checks import as_float, check_ndim, check_same_rows, check_split
+from clipsim.metrics._checks import (
+    as_float,
+    check_axis_match,
+    check_ndim,
+    check_same_rows,
+    check_split,
+)
 from clipsim.metrics._ridge import fit_predict
 
 __all__ = ["principal_angles", "ridge_r2", "unique_weight_share"]
@@ -106,11 +112,8 @@ def unique_weight_share(
     check_ndim(shared_basis, 2, "shared_basis")
     check_ndim(unique_basis, 2, "unique_basis")
     for name, basis in (("shared_basis", shared_basis), ("unique_basis", unique_basis)):
-        if basis.shape[0] != weight.shape[1]:
-            raise ValueError(
-                f"{name} must have weight.shape[1] = {weight.shape[1]} rows, got "
-                f"shape {basis.shape}."
-            )
+        check_axis_match(weight, 1, basis, 0, ("weight", name),
+                         f"weight.shape[1] == {name}.shape[0] (rows)")
     shared = jnp.sum(jnp.square(weight @ shared_basis))
     unique = jnp.sum(jnp.square(weight @ unique_basis))
     return unique / (shared + unique)
@@ -140,13 +143,8 @@ def principal_angles(weight: ArrayLike, shared_basis: ArrayLike) -> np.ndarray:
     """
     weight = np.asarray(weight)
     shared_basis = np.asarray(shared_basis)
-    if weight.ndim != 2 or shared_basis.ndim != 2:
-        raise ValueError(
-            f"weight and shared_basis must be 2-D, got {weight.shape} and {shared_basis.shape}."
-        )
-    if shared_basis.shape[0] != weight.shape[1]:
-        raise ValueError(
-            f"shared_basis must have weight.shape[1] = {weight.shape[1]} rows, got "
-            f"shape {shared_basis.shape}."
-        )
+    check_ndim(weight, 2, "weight")
+    check_ndim(shared_basis, 2, "shared_basis")
+    check_axis_match(weight, 1, shared_basis, 0, ("weight", "shared_basis"),
+                     "weight.shape[1] == shared_basis.shape[0] (rows)")
     return scipy.linalg.subspace_angles(weight.T, shared_basis)

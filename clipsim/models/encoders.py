@@ -1,4 +1,4 @@
-"""Linear and two-layer encoders (THEORY.md section 2).
+"""Linear and two-layer encoders (docs/theory.md, section 2).
 
 Parameters are plain dicts of arrays:
 
@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 
 from clipsim.config import ModelConfig
+from clipsim.metrics.similarity import l2_normalize
 
 __all__ = ["init_encoder", "init_encoders", "encode", "normalize_rows"]
 
@@ -78,17 +79,11 @@ def init_encoders(
     }
 
 
-def normalize_rows(e: Array, eps: float = 1e-12) -> Array:
-    """Rows scaled to unit L2 norm; rows of norm below sqrt(eps) are scaled by 1/sqrt(eps).
+normalize_rows = l2_normalize
+"""Rows scaled to unit L2 norm: ``clipsim.metrics.l2_normalize`` (floor ``NORM_FLOOR`` on the norm).
 
-    Args:
-        e: array of shape (..., d).
-        eps: floor on the squared norm.
-
-    Returns:
-        Array of the shape and dtype of ``e`` with unit rows (zero rows stay zero).
-    """
-    return e * jax.lax.rsqrt(jnp.maximum(jnp.sum(e * e, axis=-1, keepdims=True), eps))
+Kept under this name for the encoders' callers; one function, one floor.
+"""
 
 
 def encode(params: Params, x: Array, *, cfg: ModelConfig) -> Array:

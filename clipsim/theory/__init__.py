@@ -29,6 +29,12 @@ float dtype with a rounding tolerance; run them under ``jax.enable_x64(True)``
 for the tightest check.
 """
 
+from clipsim.theory.chain import (
+    excess_budget,
+    guaranteed_margin,
+    margin_violation_bound,
+    top_r_error_bound,
+)
 from clipsim.theory.concentration import (
     ConcentrationCheck,
     batch_loss_range,
@@ -153,4 +159,9 @@ __all__ = [
     "spectral_optimum",
     "spectral_population_loss",
     "subspace_angles",
+    # T1 (the completeness chain)
+    "excess_budget",
+    "guaranteed_margin",
+    "margin_violation_bound",
+    "top_r_error_bound",
 ]
