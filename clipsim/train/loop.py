@@ -119,7 +119,8 @@ class TrainOutput:
     Attributes:
         params: ``{"encoders": {"image": ..., "text": ...}, "objective": {...}}``.
         history: dict of (num_logs,) arrays: ``step``, ``loss`` (mean over the
-            logging block) and the objective's diagnostics (block means), plus
+            logging block) and the objective's diagnostics (at the block's last
+            step), plus
             ``unique_share_image``/``unique_share_text`` for linear encoders.
         first_bad_step: first step whose loss was non-finite, -1 if none.
     """
@@ -287,7 +288,7 @@ class Trainer:
 
     Attributes:
         loss_fn: ``loss_fn(params, batch) -> (loss, aux)``; ``loss`` a scalar, ``aux``
-            a dict of scalar diagnostics (logged as block means).
+            a dict of scalar diagnostics (logged at each block's last step).
         params: initial parameters (a pytree).
         optimizer: an optax transformation.
         batch_fn: ``batch_fn(step) -> batch`` for an int32 step index (fresh draws
@@ -330,7 +331,7 @@ class Trainer:
         grad_fn = jax.value_and_grad(self.loss_fn, has_aux=True)
         log_every = self.log_every
 
-        def step_fn(carry: FitState, step):
+        def step_fn(carry: FitState, step, with_aux: bool):
             (loss, aux), grads = grad_fn(carry.params, self.batch_fn(step))
             updates, new_opt_state = self.optimizer.update(grads, carry.opt_state, carry.params)
             new_params = optax.apply_updates(carry.params, updates)
@@ -340,14 +341,18 @@ class Trainer:
             keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(finite, a, b), new, old)  # noqa: E731
             bad = carry.first_bad_step
             bad = jnp.where((bad < 0) & ~finite, step.astype(bad.dtype), bad)
-            return (FitState(keep(new_params, carry.params),
-                             keep(new_opt_state, carry.opt_state), bad),
-                    {"loss": loss, **aux})
+            new = FitState(keep(new_params, carry.params), keep(new_opt_state, carry.opt_state),
+                           bad)
+            return new, ((loss, aux) if with_aux else loss)
 
         def block_fn(carry: FitState, block):
-            block_steps = block * log_every + jnp.arange(log_every)
-            carry, logs = jax.lax.scan(step_fn, carry, block_steps)
-            record = jax.tree.map(lambda a: jnp.mean(a, axis=0), logs)
+            # The diagnostics are read on the block's last step only: on the other
+            # steps the aux outputs are unused, so XLA drops their B x B passes.
+            block_steps = block * log_every + jnp.arange(log_every - 1)
+            carry, losses = jax.lax.scan(lambda c, t: step_fn(c, t, False), carry, block_steps)
+            carry, (last, aux) = step_fn(carry, (block + 1) * log_every - 1, True)
+            record = dict(aux)
+            record["loss"] = (jnp.sum(losses) + last) / log_every
             record["step"] = (block + 1) * log_every
             if self.diagnostics is not None:
                 record.update(self.diagnostics(carry.params))
@@ -371,7 +376,7 @@ def fit(loss_fn: LossFn, params: Params, optimizer: optax.GradientTransformation
 
     Args:
         loss_fn: ``loss_fn(params, batch) -> (loss, aux)``; ``loss`` a scalar, ``aux``
-            a dict of scalar diagnostics (logged as block means).
+            a dict of scalar diagnostics (logged at each block's last step).
         params: initial parameters (a pytree).
         optimizer: an optax transformation.
         batch_fn: ``batch_fn(step) -> batch`` for an int32 step index.
@@ -383,7 +388,8 @@ def fit(loss_fn: LossFn, params: Params, optimizer: optax.GradientTransformation
 
     Returns:
         ``TrainOutput``: final params, history of ``steps // log_every`` entries
-        (``step``, ``loss`` and each aux key as block means, then the diagnostics),
+        (``step``, ``loss`` as the block mean, each aux key at the block's last step,
+        then the diagnostics),
         and the first non-finite step (-1 if none).
 
     Example:
