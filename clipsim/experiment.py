@@ -243,7 +243,8 @@ def finish(prediction: Prediction, *, out: str | Path, fig: Any, passed: bool | 
         The record: the prediction's fields, ``verdict``, ``criteria`` (the ledger,
         each entry with its verdict), ``positive_control`` (``setting``,
         ``expected``, ``measured``, ``passed``), the numbers, configs, seeds,
-        versions and ``runtime_s``.
+        versions, ``runtime_s`` (this call) and ``wall_times_s`` (every full call
+        into this folder, oldest first: a rerun from the store is fast).
 
     Raises:
         LedgerError: the ledger drops or rewrites an entry already recorded in
@@ -285,6 +286,17 @@ def finish(prediction: Prediction, *, out: str | Path, fig: Any, passed: bool | 
         "versions": versions(),
         "runtime_s": time.perf_counter() - started,
     }
+    # Wall times of every full invocation, oldest first: a rerun that reads its runs
+    # back from the store is fast, and must not hide how long the experiment took.
+    previous: list[float] = []
+    if path.is_file() and not quick:
+        try:
+            old = json.loads(path.read_text())
+            previous = list(old.get("wall_times_s", [old.get("runtime_s")] if "runtime_s" in old
+                                    else []))
+        except (json.JSONDecodeError, AttributeError):
+            previous = []
+    record["wall_times_s"] = [t for t in previous if t is not None] + [record["runtime_s"]]
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(dumps(record))
     tmp.replace(path)
