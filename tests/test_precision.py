@@ -1,9 +1,10 @@
 """Results are a function of config and seed only: 64-bit JAX on or off changes nothing.
 
-Each check trains and evaluates small runs in a fresh Python process (``JAX_ENABLE_X64``
-is read at start-up), inside ``clipsim.config.precision`` of the run's dtype, writes
-every number it produced, and the test compares them exactly: training history,
-every evaluation metric, and the trained parameters' bytes.
+Each check trains and evaluates small runs with plain ``clipsim.train`` and
+``clipsim.evaluate`` in a fresh Python process (``JAX_ENABLE_X64`` is read at
+start-up; both functions compute inside ``clipsim.config.precision`` of the run's
+dtype), writes every number it produced, and the test compares them exactly:
+training history, every evaluation metric, and the trained parameters' bytes.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import hashlib, json, sys
 import jax
 import numpy as np
 import clipsim
-from clipsim.config import RunConfig, precision
+from clipsim.config import RunConfig
 
 TINY = {
     "data": {"num_concepts": 4, "image_dim": 8, "text_dim": 8, "image_unique_dim": 2,
@@ -45,9 +46,8 @@ CASES = {
 
 
 def numbers(cfg):
-    with precision(cfg.train.dtype):
-        result = clipsim.train(cfg)
-        report = clipsim.evaluate(result)
+    result = clipsim.train(cfg)
+    report = clipsim.evaluate(result)
     leaves = jax.tree.leaves(result.params)
     return {
         "history": {k: np.asarray(v).tolist() for k, v in result.history.items()},
