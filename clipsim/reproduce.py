@@ -41,6 +41,7 @@ EXPERIMENTS: tuple[str, ...] = (
     "three_modalities",
     "spectral_optimum",
     "captions_per_image",
+    "completeness_chain",
 )
 """Experiment names in report order (P1 to P8, then the extension)."""
 

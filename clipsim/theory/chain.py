@@ -11,11 +11,12 @@ and the completeness chain"); the functions here compute its right-hand side.
    ``excess_budget``. This link is a prediction about training, not a theorem.
 2. Margin. For any fixed encoders with row-loss excess eps_row = E[l_i] - F,
 
-       P(n_i = 1 and m_i <= mu) <= eps_row / log(1 + e^{-mu/tau}),
+       P(mhat_i <= mu) <= eps_row / log(1 + e^{-mu/tau}),
 
-   m_i the in-batch margin of row i over all B - 1 negatives, n_i the number of
-   batch pairs sharing its latent. So with probability at least 1 - delta a row is
-   either a collision row or has margin above
+   with the collision-adjusted margin mhat_i = max_{j: z_j = z_i} s_ij -
+   max_{j: z_j != z_i} s_ij + tau log n_i (n_i the number of batch pairs sharing
+   row i's latent; for n_i = 1 it is the in-batch margin over all B - 1 negatives).
+   So with probability at least 1 - delta, mhat_i exceeds
    mu_delta = -tau log(expm1(eps_row / delta)) ~ tau log(delta / eps_row):
    ``guaranteed_margin``. And eps_row <= 2 eps_sym for the symmetric loss.
 3. Top-r. For any fixed encoders, P(n_i = 1 and at least r negatives score at or
@@ -58,14 +59,19 @@ def excess_budget(upper_row: float, upper_col: float, floor: float) -> float:
 
 def margin_violation_bound(row_excess: ArrayLike, margin: ArrayLike,
                            temperature: float) -> np.ndarray:
-    r"""Upper bound on ``P(n_i = 1, m_i <= mu)``: ``eps_row / log(1 + e^{-mu/tau})``, capped at 1.
+    r"""Upper bound on ``P(mhat_i <= mu)``: ``eps_row / log(1 + e^{-mu/tau})``, capped at 1.
 
-    Proof: E1 gives ``l_i >= log(1 + e^{-m_i/tau})``, and on ``m_i <= mu`` this is at
-    least ``log(1 + e^{-mu/tau})``. E3's conditional form,
-    ``E[l_i | latents] >= log n_i``, makes ``E[(l_i - log n_i) 1{n_i > 1}] >= 0``
-    (the event is a function of the latents), so
-    ``E[l_i 1{n_i = 1}] <= E[l_i - log n_i] = eps_row``; Markov's inequality on
-    ``l_i 1{n_i = 1}`` finishes.
+    ``mhat_i = max_{j in G} s_ij - max_{j not in G} s_ij + tau log n_i``, with G the
+    ``n_i`` batch pairs sharing row i's latent (i included).
+
+    Proof: write ``A = sum_{j in G} e^{s_ij/tau}``, ``R = sum_{j not in G} e^{s_ij/tau}``
+    and ``q_i = e^{s_ii/tau} / A``, so ``l_i = -log q_i + log(1 + R/A)``. Given the
+    latents and ``x_i``, the texts of G are exchangeable (E3), so ``E[q_i] = 1/n_i``
+    and, by Jensen, ``E[-log q_i] >= log n_i``; hence
+    ``E[log(1 + R/A)] <= E[l_i - log n_i] = eps_row``. Since
+    ``A <= n_i e^{max_G s/tau}`` and ``R >= e^{max_{not G} s/tau}``,
+    ``R/A >= e^{-mhat_i/tau}``, and on ``mhat_i <= mu`` the term ``log(1 + R/A)`` is at
+    least ``log(1 + e^{-mu/tau})``; Markov's inequality finishes.
 
     Args:
         row_excess: eps_row >= 0 (scalar or array).
@@ -82,7 +88,7 @@ def margin_violation_bound(row_excess: ArrayLike, margin: ArrayLike,
 
 
 def guaranteed_margin(row_excess: float, delta: float, temperature: float) -> float:
-    r"""The margin level mu_delta with ``P(n_i = 1, m_i <= mu_delta) <= delta``.
+    r"""The margin level mu_delta with ``P(mhat_i <= mu_delta) <= delta``.
 
     .. math::
         \mu_\delta = -\tau \log\bigl(e^{\varepsilon/\delta} - 1\bigr)
@@ -111,8 +117,9 @@ def guaranteed_margin(row_excess: float, delta: float, temperature: float) -> fl
 def top_r_error_bound(row_excess: float, r: int) -> float:
     r"""Bound on ``P(n_i = 1, >= r negatives at or above the positive)``: ``eps / log(1 + r)``.
 
-    Proof: E2 gives ``l_i >= log(1 + r)`` on that event; with
-    ``E[l_i 1{n_i = 1}] <= eps_row`` (see :func:`margin_violation_bound`), Markov.
+    Proof: on ``n_i = 1`` the group is ``{i}``, and at least r negatives at or above
+    the positive give ``R/A >= r``, so ``log(1 + R/A) >= log(1 + r)``; with
+    ``E[log(1 + R/A)] <= eps_row`` (see :func:`margin_violation_bound`), Markov.
 
     Args:
         row_excess: eps_row >= 0.
