@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from clipsim.config import RunConfig
+from clipsim.config import RunConfig, precision
 
 __all__ = ["RunFolderError", "dumps", "package_versions", "write_atomic", "check_out_dir",
            "save_run", "load_run", "CONFIG_FILE", "PARAMS_FILE", "METRICS_FILE", "FIGURE_FILE"]
@@ -281,7 +281,8 @@ def load_run(path: str | Path) -> Any:
     except Exception as err:  # zip or pickle errors of a damaged file
         raise RunFolderError(f"{params_file} is unreadable: {err}") from None
 
-    template = jax.eval_shape(lambda: init_params(cfg, key=jax.random.key(0)))
+    with precision(cfg.train.dtype):  # float64 runs load as float64, whatever x64 is
+        template = jax.eval_shape(lambda: init_params(cfg, key=jax.random.key(0)))
     flat, treedef = jax.tree_util.tree_flatten_with_path(template)
     names = [jax.tree_util.keystr(k) for k, _ in flat]
     missing = [n for n in names if n not in stored]
@@ -298,7 +299,8 @@ def load_run(path: str | Path) -> Any:
             raise RunFolderError(f"{params_file} does not match the model of {config_file}: "
                                  f"parameter {name} has shape {array.shape}, expected "
                                  f"{tuple(spec.shape)}")
-        leaves.append(jax.numpy.asarray(array, spec.dtype))
+        with precision(cfg.train.dtype):
+            leaves.append(jax.numpy.asarray(array, spec.dtype))
     params = jax.tree_util.tree_unflatten(treedef, leaves)
 
     history: dict[str, np.ndarray] = {}

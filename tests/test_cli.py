@@ -274,3 +274,33 @@ def test_sweep_help_lists_its_actions(capsys):
         main(["sweep", "--help"])
     printed = capsys.readouterr().out
     assert all(action in printed for action in ("run", "status", "summary", "plot"))
+
+
+def test_train_float64_from_the_command_line(tiny_toml, tmp_path):
+    out = tmp_path / "f64"
+    assert main(["train", str(tiny_toml), "--out", str(out), "--quiet",
+                 "--set", "train.dtype=float64"]) == 0
+    result = load_run(out)
+    assert result.params["encoders"]["image"]["w"].dtype == np.float64
+
+
+def test_ctrl_c_stops_training_within_seconds_and_writes_nothing(tiny_toml, tmp_path):
+    import signal
+    import time
+
+    out = tmp_path / "interrupted"
+    env = {**os.environ, "PYTHONPATH": os.getcwd()}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "clipsim.cli", "train", str(tiny_toml), "--out", str(out),
+         "--set", "train.steps=4000000"], env=env, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True)
+    time.sleep(15)  # imports and compilation done; training under way (minutes in total)
+    assert proc.poll() is None, proc.communicate()[1][-2000:]
+    sent = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    waited = time.monotonic() - sent
+    assert proc.returncode == 130, err[-2000:]
+    assert waited < 20, f"took {waited:.1f} s to stop"
+    assert "interrupt" in err.lower() and "Traceback" not in err
+    assert not out.exists() or not any(out.iterdir())

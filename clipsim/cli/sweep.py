@@ -140,8 +140,6 @@ def _with_overrides(spec, items: list[str]):
 
 def _run(args: argparse.Namespace) -> int:
     """Validate the spec, then plan (``--dry-run``) or run it into ``--out``."""
-    import jax
-
     from clipsim.sweep.engine import estimate_run_bytes, group_points, plan_chunks
     from clipsim.sweep.spec import SweepSpec
 
@@ -150,8 +148,6 @@ def _run(args: argparse.Namespace) -> int:
     budget = parse_size(args.memory_budget)
     if args.scheduler is not None and args.backend != "dask":
         raise UsageError("--scheduler needs --backend dask")
-    if any(p.train.dtype == "float64" for p in points):
-        jax.config.update("jax_enable_x64", True)
     if args.dry_run:
         _print_plan(spec, points, plan_chunks(spec.name, points, range(len(points)),
                                               max_batch=args.max_batch, memory_budget=budget),

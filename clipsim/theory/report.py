@@ -31,7 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from clipsim import objectives, theory
-from clipsim.config import RunConfig
+from clipsim.config import RunConfig, precision
 from clipsim.data import (
     class_log_probs,
     get_latent_family,
@@ -331,13 +331,15 @@ def bounds_table(result: TrainResult | RunConfig, *, key: jax.Array | None = Non
         cfg, params = result, None
         default_key = jax.random.fold_in(jax.random.key(cfg.seed), STREAM_EVAL)
     key = default_key if key is None else key
-    s = bound_samples(cfg, params, key=jax.random.fold_in(key, 1), num_batches=num_batches)
-    tau = float(effective_temperature(cfg, params))
-    normalized = params is None or cfg.model.normalize
-    m = 1.0 if normalized else float(np.abs(s["scores"]).max())
-    rows, sandwiches = _exact_rows(s, tau, cfg.train.batch_size, m, cfg.eval.top_r)
-    rows += _zero_shot_rows(s, cfg)
-    rows += _monte_carlo_rows(s, cfg, tau, m, sandwiches, delta, jax.random.fold_in(key, 2))
+    with precision(cfg.train.dtype):  # the run's own dtype, whatever x64 is outside
+        s = bound_samples(cfg, params, key=jax.random.fold_in(key, 1), num_batches=num_batches)
+        tau = float(effective_temperature(cfg, params))
+        normalized = params is None or cfg.model.normalize
+        m = 1.0 if normalized else float(np.abs(s["scores"]).max())
+        rows, sandwiches = _exact_rows(s, tau, cfg.train.batch_size, m, cfg.eval.top_r)
+        rows += _zero_shot_rows(s, cfg)
+        rows += _monte_carlo_rows(s, cfg, tau, m, sandwiches, delta,
+                                  jax.random.fold_in(key, 2))
     return rows
 
 

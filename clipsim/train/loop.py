@@ -516,7 +516,7 @@ def train_program(cfg: RunConfig, key: Array) -> TrainOutput:
                                    _num_blocks(cfg.train.steps, cfg.train.log_every)))
 
 
-SEGMENT_WORK: int = 2**22
+SEGMENT_WORK: int = 2**20
 """Pair-steps (steps x batch size) ``train`` runs per compiled call: a Ctrl-C is
 handled between calls, so this bounds how long an interrupt waits (seconds)."""
 
@@ -594,6 +594,9 @@ def train(cfg: RunConfig) -> TrainResult:
         state, first = _train_init(cfg, key, segments[0])
         pieces, done = [first], segments[0]
         for size in segments[1:]:
+            # Wait for each segment: with async dispatch the loop would queue them all,
+            # and a Ctrl-C would only be seen after the last one.
+            jax.block_until_ready(state)
             state, piece = _train_more(cfg, key, state, jnp.asarray(done, jnp.int32), size)
             pieces.append(piece)
             done += size
