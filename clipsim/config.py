@@ -53,7 +53,6 @@ from pathlib import Path
 from typing import Any, ClassVar, Generic, TypeVar
 
 import jax
-import tomli_w
 
 __all__ = [
     "ConfigError",
@@ -711,6 +710,8 @@ class RunConfig:
         values = {name: {k: v for k, v in section.items() if v is not None}
                   if isinstance(section, dict) else section
                   for name, section in self.to_dict().items()}
+        import tomli_w  # only for writing TOML: importing clipsim must not need it
+
         return tomli_w.dumps(values)
 
     @classmethod
