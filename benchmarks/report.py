@@ -120,6 +120,17 @@ def _w2(r: dict[str, Any]) -> list[str]:
     rows = [[k, fmt_seconds(v["median"]),
              f"{r['breakdown_gflops'][k]:.1f}" if k in r["breakdown_gflops"] else ""]
             for k, v in r["breakdown_s"].items()]
+    if "dense_step_over_blocked_step" in r:
+        lines += [f"Dense-loss step over blocked-loss step (same B, per round): "
+                  f"{_ratio(r['dense_step_over_blocked_step'])}; fraction of peak with the "
+                  f"dense loss {_ratio(r['fraction_of_peak_dense_loss'])}.", ""]
+    big = r.get("large_b", {}).get("blocked", {})
+    if "rss_increment" in big:
+        plan = r["large_b"].get("dense_compile_only", {}).get("xla_temp_bytes") or 0
+        lines += [f"B = {big['b']:,} (linear, d = 64), blocked loss: peak RSS "
+                  f"+{fmt_bytes(big['rss_increment'])} while training, XLA temporaries "
+                  f"{fmt_bytes(big['xla_temp_bytes'] or 0)}; the dense loss would plan "
+                  f"{fmt_bytes(plan)}.", ""]
     lines += ["Parts of a step, each as its own program (includes first-touch of its "
               "output buffers):", ""]
     lines += _table(["part", "time (median)", "matmul GFLOP/s"], rows)

@@ -48,9 +48,11 @@ class TorchLoop:
     Args:
         cfg: a clipsim ``RunConfig`` (linear model, one-hot family, linear mixing);
             its world (mixing matrices) is clipsim's ``world_for(cfg)``.
+        device: torch device for the parameters, the data and the generator
+            (``"cpu"`` or ``"cuda"``); the loop synchronizes once, after the last step.
     """
 
-    def __init__(self, cfg) -> None:
+    def __init__(self, cfg, device: str = "cpu") -> None:
         import torch
 
         from clipsim.train.loop import world_for
@@ -59,7 +61,8 @@ class TorchLoop:
                 cfg.data.mixing != "linear":
             raise ValueError("the torch baseline covers linear encoders on one-hot linear data")
         world = world_for(cfg)
-        t = lambda a: torch.from_numpy(np.asarray(a, np.float32).copy())  # noqa: E731
+        self.device = torch.device(device)
+        t = lambda a: torch.from_numpy(np.asarray(a, np.float32).copy()).to(self.device)  # noqa: E731
         self.a_z, self.a_xi = t(world.shared_x), t(world.unique_x)
         self.b_z, self.b_zeta = t(world.shared_y), t(world.unique_y)
         self.cfg = cfg
@@ -69,15 +72,17 @@ class TorchLoop:
 
         d = self.cfg.data
         b = self.cfg.train.batch_size
-        labels = torch.randint(0, d.num_concepts, (b,), generator=gen)
+        dev = self.device
+        labels = torch.randint(0, d.num_concepts, (b,), generator=gen, device=dev)
         z = torch.nn.functional.one_hot(labels, d.num_concepts).float()
-        xi = d.image_unique_scale * torch.randn(b, d.image_unique_dim, generator=gen)
-        zeta = d.text_unique_scale * torch.randn(b, d.text_unique_dim, generator=gen)
-        mask = (torch.rand(b, d.num_concepts, generator=gen) < 1.0 - d.omit_prob).float()
+        xi = d.image_unique_scale * torch.randn(b, d.image_unique_dim, generator=gen, device=dev)
+        zeta = d.text_unique_scale * torch.randn(b, d.text_unique_dim, generator=gen, device=dev)
+        mask = (torch.rand(b, d.num_concepts, generator=gen, device=dev)
+                < 1.0 - d.omit_prob).float()
         x = z @ self.a_z.T + xi @ self.a_xi.T
-        x = x + d.noise_scale * torch.randn(b, d.image_dim, generator=gen)
+        x = x + d.noise_scale * torch.randn(b, d.image_dim, generator=gen, device=dev)
         y = (mask * z) @ self.b_z.T + zeta @ self.b_zeta.T
-        y = y + d.noise_scale * torch.randn(b, d.text_dim, generator=gen)
+        y = y + d.noise_scale * torch.randn(b, d.text_dim, generator=gen, device=dev)
         return x, y
 
     def train(self, run_cfg, steps: int | None = None) -> float:
@@ -93,17 +98,18 @@ class TorchLoop:
         import torch
         import torch.nn.functional as F
 
-        gen = torch.Generator().manual_seed(int(run_cfg.seed))
+        dev = self.device
+        gen = torch.Generator(device=dev).manual_seed(int(run_cfg.seed))
         d, m = run_cfg.data, run_cfg.model
         scale = float(m.init_scale)
-        w_img = torch.nn.Parameter(
-            scale / d.image_dim ** 0.5 * torch.randn(m.embed_dim, d.image_dim, generator=gen))
-        w_txt = torch.nn.Parameter(
-            scale / d.text_dim ** 0.5 * torch.randn(m.embed_dim, d.text_dim, generator=gen))
+        w_img = torch.nn.Parameter(scale / d.image_dim ** 0.5 * torch.randn(
+            m.embed_dim, d.image_dim, generator=gen, device=dev))
+        w_txt = torch.nn.Parameter(scale / d.text_dim ** 0.5 * torch.randn(
+            m.embed_dim, d.text_dim, generator=gen, device=dev))
         opt = torch.optim.Adam([w_img, w_txt], lr=float(run_cfg.train.learning_rate))
         tau = float(run_cfg.objective.temperature)
-        labels = torch.arange(run_cfg.train.batch_size)
-        loss = torch.zeros(())
+        labels = torch.arange(run_cfg.train.batch_size, device=dev)
+        loss = torch.zeros((), device=dev)
         for _ in range(run_cfg.train.steps if steps is None else steps):
             x, y = self._batch(gen)
             za = F.normalize(x @ w_img.T, dim=-1)

@@ -13,11 +13,17 @@ Cases (model: the W1 linear encoders, d = 16, one-hot K = 16, dx = dy = 64):
   ``linear_probe_accuracy`` (n x d features);
 - ``theory``: ``clipsim.theory.report.bounds_table`` (every E-statement calculator;
   64 population batches of B = 256 and two zero-shot test sets of n images);
-- ``margins_dense``: the library's ``margin_stats`` (n x n scores; quadratic memory),
-  at sizes that fit, plus XLA's buffer estimate at n = 1e5 from compilation alone;
-- ``margins_blocked``: the same statistics from row blocks of the score matrix
-  (``blocked_margin_stats`` below, checked equal to the library at small n), which
-  is how the library's margins could run at n = 1e5;
+- ``margins_dense``: the library's ``margin_stats`` forced onto its dense path
+  (n x n scores; quadratic memory), at sizes that fit, plus XLA's buffer estimate
+  at n = 1e5 from compilation alone;
+- ``margins_blocked``: the library's ``margin_stats`` on its row-blocked path
+  (the default from ``BLOCKED_MIN_ROWS`` rows on), checked equal to the dense path at
+  small n;
+- ``evaluate``: the whole ``evaluate_program`` (every metric, blocked where it
+  needs n x n) at n test pairs;
+- ``threshold``: dense against blocked margins, retrieval and uniformity at sizes
+  around ``BLOCKED_MIN_ROWS``, interleaved in one process (the measurement behind
+  that threshold and ``SLAB_ENTRIES``);
 - ``evaluate_vmap``: ``evaluate_program`` (the sweep's evaluation, n = 2000) on G
   runs, ``vmap`` over runs against a Python loop over runs.
 """
@@ -50,51 +56,6 @@ def _config(n: int):
         "train": {"batch_size": 256, "steps": 100, "log_every": 10},
         "eval": {"num_samples": n},
     })
-
-
-def blocked_margin_stats(emb_a, emb_b, latents, *, atol: float = 1e-6, block: int = 500):
-    """``clipsim.metrics.margin_stats`` computed over row blocks of the score matrix.
-
-    Same definitions and reductions as the library function; memory O(block x n)
-    instead of O(n^2). Rows are padded to a multiple of ``block`` and the padding
-    is dropped before the reductions.
-
-    Args:
-        emb_a: (n, d) embeddings.
-        emb_b: (n, d) embeddings.
-        latents: (n, k) latents.
-        atol: tolerance of latent equality.
-        block: rows per block.
-
-    Returns:
-        The five statistics of ``margin_stats``.
-    """
-    import jax
-    import jax.numpy as jnp
-
-    from clipsim.metrics import margin_summary
-
-    n = emb_a.shape[0]
-    nb = -(-n // block)
-    pad = nb * block - n
-    idx = jnp.arange(nb * block).reshape(nb, block)
-    a_blocks = jnp.pad(emb_a, ((0, pad), (0, 0))).reshape(nb, block, -1)
-    z_blocks = jnp.pad(latents, ((0, pad), (0, 0))).reshape(nb, block, -1)
-
-    def one(args):
-        a, z, rows = args
-        s = a @ emb_b.T
-        same = jnp.all(jnp.abs(z[:, None, :] - latents[None, :, :]) <= atol, axis=-1)
-        off = rows[:, None] != jnp.arange(n)[None, :]
-        neg = off & ~same
-        hardest = jnp.max(jnp.where(neg, s, -jnp.inf), axis=1)
-        diag = jnp.take_along_axis(s, jnp.minimum(rows, n - 1)[:, None], axis=1)[:, 0]
-        margins = jnp.where(jnp.any(neg, axis=1), diag - hardest, jnp.nan)
-        counts = jnp.sum(off & same, axis=1, dtype=jnp.int32)
-        return margins.astype(s.dtype), counts
-
-    margins, counts = jax.lax.map(one, (a_blocks, z_blocks, idx))
-    return margin_summary(margins.reshape(-1)[:n], counts.reshape(-1)[:n])
 
 
 def _case_fn(case: str, n: int):
@@ -134,9 +95,21 @@ def _case_fn(case: str, n: int):
                     "probe_accuracy": metrics.linear_probe_accuracy(ea, pairs.labels, 16)}
         return jax.jit(fn), (ea, eb, pairs)
     if case == "margins_dense":
+        # block=None below BLOCKED_MIN_ROWS is dense; above it, force the dense formula
+        from clipsim.metrics import _blocked
+
+        _blocked.BLOCKED_MIN_ROWS = 1 << 62
         return jax.jit(lambda a, b, z: metrics.margin_stats(a, b, z)), (ea, eb, pairs.z)
     if case == "margins_blocked":
-        return jax.jit(lambda a, b, z: blocked_margin_stats(a, b, z)), (ea, eb, pairs.z)
+        from clipsim.metrics import _blocked
+
+        block = _blocked.block_rows(n, n)
+        return (jax.jit(lambda a, b, z: metrics.margin_stats(a, b, z, block=block)),
+                (ea, eb, pairs.z))
+    if case == "evaluate":
+        from clipsim.evaluation import evaluate_program
+
+        return jax.jit(evaluate_program), (cfg, params, key)
     raise ValueError(f"unknown case {case!r}")
 
 
@@ -162,6 +135,8 @@ def _child(case: str, n: int, repeats: int, compile_only: bool) -> dict[str, Any
         return out
     if case == "evaluate_vmap":
         return _evaluate_vmap(n, repeats)
+    if case == "threshold":
+        return threshold_scan(repeats)
     fn, args = _case_fn(case, n)
     start = time.perf_counter()
     compiled = fn.lower(*args).compile()
@@ -174,13 +149,76 @@ def _child(case: str, n: int, repeats: int, compile_only: bool) -> dict[str, Any
     jax.block_until_ready(args)
     base = rss_bytes()
     reset_hwm()
-    times, values = [], None
+    times, cpu, values = [], [], None
     for _ in range(repeats):
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         values = jax.block_until_ready(compiled(*args))
         times.append(time.perf_counter() - start)
-    out.update(run_s=times, rss_base=base, rss_peak=hwm_bytes(),
+        cpu.append(time.process_time() - cpu_start)
+    # process CPU seconds: on a loaded machine wall time overstates the work, CPU time does not
+    out.update(run_s=times, cpu_s=cpu, rss_base=base, rss_peak=hwm_bytes(),
                values={k: float(np.asarray(v)) for k, v in values.items()})
+    return out
+
+
+def _metric_bundle(block):
+    """Margins, retrieval and uniformity with a given block (None: the default path)."""
+    from clipsim import metrics
+
+    def fn(a, b, z):
+        res = dict(metrics.margin_stats(a, b, z, block=block))
+        res.update(metrics.retrieval_recall(a, b, ks=(1, 5), block=block))
+        res["uniformity"] = metrics.uniformity(a, block=block)
+        return res
+    return fn
+
+
+def threshold_scan(repeats: int, ns: tuple[int, ...] = (1024, 2048, 4096, 8192),
+                   slabs: tuple[int, ...] = (1 << 19, 1 << 21, 1 << 23)) -> dict[str, Any]:
+    """Dense against blocked n x n metrics (margins, retrieval, uniformity) at sizes ns.
+
+    For each n: the three metrics on the dense path and on the blocked path with
+    ``SLAB_ENTRIES`` in ``slabs`` (block = slab // n rows), compiled ahead,
+    then timed in interleaved rounds. Returns seconds per call (medians) and the
+    dense / blocked ratios.
+    """
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    from benchmarks.common import interleave
+    from clipsim.metrics import _blocked
+
+    out: dict[str, Any] = {"ns": list(ns), "slabs": list(slabs), "per_n": {}}
+    for n in ns:
+        rng = np.random.default_rng(0)
+        a = jnp.asarray(rng.standard_normal((n, 16)), jnp.float32)
+        b = jnp.asarray(rng.standard_normal((n, 16)), jnp.float32)
+        z = jnp.asarray(np.eye(16)[rng.integers(0, 16, size=n)], jnp.float32)
+        saved = _blocked.BLOCKED_MIN_ROWS
+        _blocked.BLOCKED_MIN_ROWS = 1 << 62
+        try:
+            fns = {"dense": jax.jit(_metric_bundle(None)).lower(a, b, z).compile()}
+        finally:
+            _blocked.BLOCKED_MIN_ROWS = saved
+        for slab in slabs:
+            fns[f"slab {slab}"] = jax.jit(_metric_bundle(max(1, min(n, slab // n)))).lower(
+                a, b, z).compile()
+        timers = {}
+        for name, fn in fns.items():
+            jax.block_until_ready(fn(a, b, z))
+
+            def timer(fn=fn, args=(a, b, z)) -> float:
+                start = time.perf_counter()
+                jax.block_until_ready(fn(*args))
+                return time.perf_counter() - start
+
+            timers[name] = timer
+        times = interleave(timers, repeats)
+        med = {k: median(v) for k, v in times.items()}
+        out["per_n"][str(n)] = {"seconds": med,
+                                "dense_over_blocked": {k: med["dense"] / v
+                                                       for k, v in med.items() if k != "dense"}}
     return out
 
 
@@ -264,6 +302,17 @@ def run(quick: bool, *, log=print) -> dict[str, Any]:
     res["cases"]["margins_dense"] = {str(m): case("margins_dense", m) for m in dense_ns}
     res["cases"]["margins_dense"][f"{n} (compile only)"] = case("margins_dense", n,
                                                                 "--compile-only")
+    res["cases"]["evaluate"] = case("evaluate", n, repeats=1)
+    ev = res["cases"]["evaluate"]
+    if "run_s" in ev:
+        res["evaluate_targets"] = {
+            "n": n, "seconds": median(ev["run_s"]),
+            "rss_increment_bytes": ev.get("rss_increment"),
+            "< 60 s": median(ev["run_s"]) < 60,
+            "< 1 GiB added": (ev.get("rss_increment") or 0) < 2**30,
+            # every n x n pass costs O(n^2): the time at 10^6 pairs from the time at n
+            "extrapolated_1e6_s": median(ev["run_s"]) * (1e6 / n) ** 2,
+        }
     check = case("margins_blocked", dense_ns[0])
     dense0 = res["cases"]["margins_dense"][str(dense_ns[0])]
     if "values" in check and "values" in dense0:
@@ -271,6 +320,7 @@ def run(quick: bool, *, log=print) -> dict[str, Any]:
             abs(check["values"][k] - dense0["values"][k]) for k in check["values"])
         log(f"  blocked vs dense margins at n={dense_ns[0]}: max |diff| "
             f"{res['blocked_vs_dense_max_abs_diff']:.2e}")
+    res["cases"]["threshold"] = case("threshold", 0, repeats=2 if quick else 3)
     g = 4 if quick else 16
     ev = case("evaluate_vmap", g)
     if "vmap_s" in ev:
