@@ -41,6 +41,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import difflib
+import functools
 import hashlib
 import json
 import math
@@ -914,12 +915,27 @@ def config_hash(cfg: RunConfig) -> str:
     Args:
         cfg: a run config with concrete (not traced or stacked) values.
 
+    Only the fields that differ from their defaults enter the hash, so adding a
+    new config field (with a default that keeps the old behaviour) leaves every
+    existing hash, hence every stored run, valid. The flip side: changing a
+    field's default changes what an old hash means, so a default is never
+    changed without a new field name.
+
     Returns:
-        The first 12 hex digits of the SHA-256 of the sorted, compact JSON of
-        ``cfg.to_dict()``; equal configs give equal hashes across sessions.
+        The first 12 hex digits of the SHA-256 of the sorted, compact JSON of the
+        dotted fields of ``cfg.to_dict()`` that differ from ``RunConfig()``'s;
+        equal configs give equal hashes across sessions.
     """
-    canonical = json.dumps(cfg.to_dict(), sort_keys=True, separators=(",", ":"))
+    flat = flatten_dict(cfg.to_dict())
+    defaults = _default_flat()
+    changed = {k: v for k, v in flat.items() if k not in defaults or defaults[k] != v}
+    canonical = json.dumps(changed, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()[:12]
+
+
+@functools.cache
+def _default_flat() -> dict[str, Any]:
+    return flatten_dict(RunConfig().to_dict())
 
 
 for _cls in (DataConfig, ModelConfig, ObjectiveConfig, TrainConfig, EvalConfig, RunConfig):

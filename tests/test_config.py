@@ -144,3 +144,16 @@ def test_registries_are_the_single_source_of_names():
         RunConfig.from_dict({"objective.name": name})
     with pytest.raises(ValueError, match="already registered; pass replace=True"):
         objectives.register("clip", objectives.clip)
+
+
+def test_config_hash_covers_only_non_default_fields():
+    """A field added later (at its default) must not change existing hashes or stored runs."""
+    import hashlib
+
+    from clipsim.config import RunConfig
+
+    assert RunConfig().hash() == hashlib.sha256(b"{}").hexdigest()[:12]
+    cfg = RunConfig().replace(**{"objective.temperature": 0.2, "seed": 3})
+    expected = hashlib.sha256(b'{"objective.temperature":0.2,"seed":3}').hexdigest()[:12]
+    assert cfg.hash() == expected
+    assert cfg.hash() != cfg.replace(seed=4).hash()
