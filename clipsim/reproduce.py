@@ -145,23 +145,66 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
-def write_report(records: list[dict[str, Any]], out: str | Path, *, quick: bool) -> Path:
-    """Write ``out/report.md`` (atomically): the verdict table and every figure."""
+def write_report(records: list[dict[str, Any]], out: str | Path, *, quick: bool,
+                 path: str | Path | None = None, figures: str = "",
+                 preamble: str = "") -> Path:
+    """Write the report (atomically): the verdict table, then per experiment its summary,
+    positive control, criteria ledger and figure.
+
+    Args:
+        records: the experiments' JSON records, in report order.
+        out: the folder holding the figures (and, by default, ``report.md``).
+        quick: whether the records come from quick runs (said in the header).
+        path: where to write; default ``out/report.md``.
+        figures: prefix of the figure links (e.g. ``"figures/"``).
+        preamble: text placed under the title.
+
+    Returns:
+        The written path.
+    """
     out = Path(out)
     lines = [
         "# clipsim reproduction report",
         "",
         f"Mode: {'quick (smoke-test sizes; verdicts are not evidence)' if quick else 'full'}.",
         "",
-        "| prediction | experiment | criterion | verdict | key numbers |",
-        "| --- | --- | --- | --- | --- |",
+    ]
+    if preamble:
+        lines += [preamble, ""]
+    lines += [
+        "| prediction | experiment | criterion in force | positive control | verdict | "
+        "key numbers |",
+        "| --- | --- | --- | --- | --- | --- |",
     ]
     for r in records:
         lines.append(f"| {r['prediction']} | `{r['name']}` | {r['criterion']} | "
-                     f"**{r['verdict']}** | {_key_numbers(r)} |")
+                     f"{_control_cell(r)} | **{r['verdict']}** | {_key_numbers(r)} |")
     lines.append("")
     for r in records:
-        lines += [f"## {r['prediction']}: {r['title']}", "", r.get("summary", ""), "",
-                  f"![{r['name']}]({r['name']}.png)", "",
-                  f"Seeds: {r['seeds']}; run time {r['runtime_s']:.0f} s.", ""]
-    return write_atomic(out / "report.md", "\n".join(lines))
+        lines += [f"## {r['prediction']}: {r['title']}", "", r.get("summary", ""), ""]
+        control = r.get("positive_control")
+        if control:
+            lines += [f"Positive control ({'passed' if control['passed'] else 'failed'}): "
+                      f"{control['setting']} Expected: {control['expected']} "
+                      f"Measured: {_fmt(control['measured'])}.", ""]
+        ledger = r.get("criteria") or []
+        if len(ledger) > 1:
+            lines += ["Criteria ledger (oldest first; each with the verdict it gave):", ""]
+            for i, c in enumerate(ledger, 1):
+                why = f" *Why:* {c['reason']}" if c.get("reason") else ""
+                lines.append(f"{i}. {c['adopted']}, **{c.get('verdict')}**: {c['text']}{why}")
+            lines.append("")
+        times = r.get("wall_times_s") or [r["runtime_s"]]
+        reruns = (f" (reruns from the store: {', '.join(f'{t:.0f}' for t in times[1:])} s)"
+                  if len(times) > 1 else "")
+        lines += [f"![{r['name']}]({figures}{r['name']}.png)", "",
+                  f"Seeds: {r['seeds']}; wall time {times[0]:.0f} s{reruns}.", ""]
+    target = Path(path) if path is not None else out / "report.md"
+    return write_atomic(target, "\n".join(lines))
+
+
+def _control_cell(record: dict[str, Any]) -> str:
+    control = record.get("positive_control")
+    if not control:
+        return "none (exact check)"
+    return "passed" if control["passed"] else "**failed**"
