@@ -19,6 +19,8 @@ paper is cited (README and ``CITATION.cff``).
 
 from __future__ import annotations
 
+import json
+
 import importlib
 import inspect
 import re
@@ -267,7 +269,10 @@ def test_figure_map_covers_every_item():
     text = (DOCS / "figures.md").read_text()
     rows = set(re.findall(r"^\| ([EPTMX]\d) \|", text, flags=re.M))
     expected = {f"E{i}" for i in range(1, 9)} | {f"P{i}" for i in range(1, 9)}
-    expected |= {"T1", "M1", "X1"}
+    from clipsim.reproduce import EXPERIMENTS  # every experiment's record names its item
+
+    expected |= {json.loads((DOCS / "figures" / f"{n}.json").read_text())["prediction"]
+                 for n in EXPERIMENTS}
     assert rows == expected, f"docs/figures.md rows: missing {sorted(expected - rows)}"
     theory = (DOCS / "theory.md").read_text()
     for i in range(1, 9):
