@@ -178,15 +178,31 @@ def run_grid(name: str, base: RunConfig, grid: Mapping[str, Sequence], *,
 
 
 def final_rows(df: pd.DataFrame) -> pd.DataFrame:
-    """The rows holding end-of-training evaluation metrics (one per run)."""
+    """The rows holding end-of-training evaluation metrics (one per run).
+
+    Args:
+        df: a results table.
+
+    Returns:
+        A copy of its rows with ``final`` True.
+    """
     return df[df["final"]].copy()
 
 
 def seed_stats(df: pd.DataFrame, by: list[str], metric: str) -> pd.DataFrame:
     """Mean, standard error and count of ``metric`` across seeds, per group of ``by``.
 
-    ``clipsim.summarize`` with short column names: ``mean``, ``se`` (NaN for one
-    seed) and ``n``.
+    ``clipsim.summarize`` (runs with a non-finite training loss left out) with
+    short column names.
+
+    Args:
+        df: a results table (final rows are used when it has a ``final`` column).
+        by: columns to group by.
+        metric: the metric column.
+
+    Returns:
+        One row per group: the ``by`` columns, ``mean``, ``se`` (standard error of
+        the mean over seeds; NaN for one seed) and ``n``.
     """
     from clipsim.sweep.summary import summarize
 

@@ -55,6 +55,9 @@ class ExperimentError(ValueError):
 def experiments_dir() -> Path:
     """The folder of the installed experiments package (``experiments/`` in a source tree).
 
+    Returns:
+        The package folder.
+
     Raises:
         ExperimentError: the package is not installed (reinstall clipsim).
     """
@@ -70,6 +73,9 @@ def load_experiment(name: str) -> ModuleType:
 
     Args:
         name: one of ``EXPERIMENTS``.
+
+    Returns:
+        The imported module (its ``main(quick=..., out=..., quiet=...)`` runs it).
 
     Raises:
         ExperimentError: unknown name, or the experiments package is not installed.
@@ -96,7 +102,15 @@ def shipped_files(kind: str) -> dict[str, Path]:
 
 
 def shipped_file(kind: str, name: str) -> Path | None:
-    """The shipped ``<kind>/<name>.toml`` (``name`` with or without ``.toml``), or None."""
+    """The shipped ``<kind>/<name>.toml`` (``name`` with or without ``.toml``), or None.
+
+    Args:
+        kind: ``"configs"`` or ``"sweeps"``.
+        name: the file's stem (or name).
+
+    Returns:
+        The path, or None when no such file is shipped.
+    """
     stem = name[:-5] if name.endswith(".toml") else name
     return shipped_files(kind).get(stem)
 

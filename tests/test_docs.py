@@ -46,6 +46,10 @@ MODULES = [
     "clipsim.theory.report",
     "clipsim.plots",
     "clipsim.sweep",
+    "clipsim.io",
+    "clipsim.experiment",
+    "clipsim.reproduce",
+    "clipsim.runtime",
 ]
 
 
