@@ -9,6 +9,7 @@ metrics/bounds -> results table -> plots. The main entry points:
     >>> report = clipsim.evaluate(result)                       # doctest: +SKIP
 """
 
+from clipsim.analysis import Analysis, analyze
 from clipsim.config import (
     ConfigError,
     DataConfig,
@@ -34,6 +35,8 @@ __all__ = [
     "TrainConfig",
     "Report",
     "evaluate",
+    "Analysis",
+    "analyze",
     "NonFiniteLossError",
     "TrainResult",
     "train",

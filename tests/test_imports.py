@@ -1,7 +1,7 @@
 """The import graph of clipsim flows one way, and the package ships what it imports.
 
 Layers, low to high (a module may import its own layer or lower ones):
-config, runtime 0; data, models, objectives, metrics 1; train 2; theory, evaluation 3;
+config, runtime 0; data, models, objectives, metrics 1; train 2; theory, evaluation, analysis 3;
 sweep, plots, io 4; experiment, reproduce 5; cli 6. Read from the source (AST),
 so imports inside functions count too.
 """
@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "clipsim"
 
 LAYERS = {"config": 0, "runtime": 0, "data": 1, "models": 1, "objectives": 1, "metrics": 1,
-          "train": 2, "theory": 3, "evaluation": 3, "sweep": 4, "plots": 4, "io": 4,
+          "train": 2, "theory": 3, "evaluation": 3, "analysis": 3, "sweep": 4, "plots": 4, "io": 4,
           "experiment": 5, "reproduce": 5, "cli": 6}
 
 

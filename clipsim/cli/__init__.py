@@ -16,7 +16,7 @@ import sys
 from types import ModuleType
 
 import clipsim
-from clipsim.cli import bounds, listing, reproduce, sweep, train
+from clipsim.cli import analyze, bounds, listing, reproduce, sweep, train
 from clipsim.cli._common import UsageError
 from clipsim.config import ConfigError
 from clipsim.io import RunFolderError
@@ -30,6 +30,7 @@ COMMANDS: dict[str, ModuleType] = {
     "train": train,
     "sweep": sweep,
     "bounds": bounds,
+    "analyze": analyze,
     "reproduce": reproduce,
     "list": listing,
 }
