@@ -158,7 +158,9 @@ def test_cli_dry_run_prints_plan_writes_nothing(tmp_path, capsys):
                  "--out", str(out), "--dry-run", "--max-batch", "4"])
     assert code == 0
     printed = capsys.readouterr().out
-    assert "36 points, 2 static group(s), 10 chunk(s)" in printed
+    # a chained sweep: clip once per seed (3), clip_reg over 6 lambdas (18); chunks of 4
+    assert "21 points, 2 static group(s), 6 chunk(s) to run" in printed
+    assert "all 21 runs to do" in printed and "estimated time: unknown" in printed
     assert not out.exists()
 
 
@@ -185,9 +187,15 @@ def test_chunks_follow_memory_budget_and_max_batch():
     assert {t.pad_to for t in by_cap} == {3}
     assert sorted(i for t in by_cap for i in t.points) == list(range(8))
     assert len({t.chunk_id for t in by_cap}) == 3
-    # resuming plans only what is left; a tiny budget still runs 1 per chunk
-    left = engine.plan_chunks("t", points, [1, 5], memory_budget=1)
+    # resuming plans only what is left; a budget of one run gives chunks of one
+    left = engine.plan_chunks("t", points, [1, 5], memory_budget=per_run)
     assert [t.points for t in left] == [(1,), (5,)]
+    # a budget below one run is refused, naming the figure and the knobs
+    with pytest.raises(engine.MemoryBudgetError) as info:
+        engine.plan_chunks("t", points, [1, 5], memory_budget=per_run - 1)
+    message = str(info.value)
+    for knob in ("eval.num_samples", "train.batch_size", "--memory-budget", "MiB per run"):
+        assert knob in message
     # a bigger static shape costs more memory
     assert engine.estimate_run_bytes(BASE.replace(**{"train.batch_size": 256})) > per_run
 
@@ -293,7 +301,7 @@ def test_lost_part_is_recomputed_and_nothing_else(swept, tmp_path, monkeypatch):
     assert len(store.read_manifest()["sessions"]) == sessions + 1
 
 
-def test_other_spec_into_same_folder_is_refused(swept, tmp_path):
+def test_other_sweep_into_same_folder_is_refused(swept, tmp_path):
     before = sorted(p.name for p in ResultsStore(swept.out).part_files())
     other = SweepSpec(name="other", base=BASE, grid={"objective.temperature": [0.5]})
     with pytest.raises(StoreMismatchError) as info:

@@ -114,8 +114,11 @@ def _run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-cache", action="store_true",
                    help="do not use the persistent compilation cache "
                         "($CLIPSIM_CACHE_DIR or ~/.cache/clipsim/jax)")
+    p.add_argument("--max-points", type=_positive_int, default=None, metavar="N",
+                   help="refuse a spec of more than N points (default: 200,000)")
     p.add_argument("--dry-run", action="store_true",
-                   help="validate the spec and print the plan (groups, chunks); run nothing")
+                   help="validate the spec, read --out and print the plan: runs done and to "
+                        "do, groups, chunks, memory per run, estimated time; run nothing")
     add_set_argument(p)
 
 
@@ -140,19 +143,18 @@ def _with_overrides(spec, items: list[str]):
 
 def _run(args: argparse.Namespace) -> int:
     """Validate the spec, then plan (``--dry-run``) or run it into ``--out``."""
-    from clipsim.sweep.engine import estimate_run_bytes, group_points, plan_chunks
+    from clipsim.sweep.engine import check_memory_budget
     from clipsim.sweep.spec import SweepSpec
 
     spec = _with_overrides(SweepSpec.from_toml(resolve_file(args.spec, "sweeps")), args.set)
-    points = spec.points()  # validates every point before anything runs
+    points = spec.points(max_points=args.max_points)  # validates every point
     budget = parse_size(args.memory_budget)
     if args.scheduler is not None and args.backend != "dask":
         raise UsageError("--scheduler needs --backend dask")
     if args.dry_run:
-        _print_plan(spec, points, plan_chunks(spec.name, points, range(len(points)),
-                                              max_batch=args.max_batch, memory_budget=budget),
-                    group_points(points), estimate_run_bytes)
+        _dry_run(spec, points, args, budget)
         return 0
+    check_memory_budget(points, budget, points.groups())
     if not args.no_cache:
         from clipsim.sweep.cache import enable_compilation_cache
 
@@ -162,7 +164,8 @@ def _run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     try:
         df = run_sweep(spec, out=args.out, backend=args.backend, scheduler=args.scheduler,
-                       max_batch=args.max_batch, memory_budget=budget, quiet=args.quiet)
+                       max_batch=args.max_batch, memory_budget=budget, quiet=args.quiet,
+                       max_points=args.max_points)
     except ImportError as err:  # the dask extra is missing
         raise UsageError(str(err)) from None
     if not args.quiet:
@@ -171,21 +174,94 @@ def _run(args: argparse.Namespace) -> int:
         print(f"sweep {spec.name!r}: {len(final)} of {len(points)} runs, {len(df)} rows in "
               f"{args.out}/results ({time.perf_counter() - start:.1f} s)"
               + (f"; {bad} run(s) went non-finite (column nonfinite_step)" if bad else ""))
+        other = int(df.attrs.get("other_runs", 0))
+        if other:
+            print(f"the folder also keeps {other} run(s) of earlier specs that this one does "
+                  "not contain (clipsim.sweep.load returns them too)")
         print(f"read it with clipsim.sweep.load({str(args.out)!r})")
     return 0
 
 
-def _print_plan(spec, points, tasks, groups, estimate) -> None:
+def _rates(manifest: dict) -> tuple[float | None, float | None, int]:
+    """Seconds per unit of work and per run over the folder's sessions that ran points.
+
+    Returns:
+        ``(seconds per pair-step or None, seconds per run or None, sessions used)``;
+        a session's time runs from its start to its last written part (so killed
+        sessions count too); pair-steps are ``estimate_run_work`` units.
+    """
+    spent = work = runs = 0.0
+    used = 0
+    all_work = True
+    for session in manifest.get("sessions", []):
+        ran = int(session.get("points_run") or 0)
+        end = session.get("finished") or session.get("updated")
+        if ran <= 0 or not end:
+            continue
+        used += 1
+        spent += _seconds(session.get("started"), end)
+        runs += ran
+        all_work &= int(session.get("work_run") or 0) > 0
+        work += int(session.get("work_run") or 0)
+    if not used:
+        return None, None, 0
+    return (spent / work if all_work and work else None), spent / runs, used
+
+
+def _dry_run(spec, points, args: argparse.Namespace, budget: int) -> None:
+    """Print what ``clipsim sweep SPEC --out DIR`` would do; write nothing."""
+    from clipsim.sweep.engine import estimate_run_parts, estimate_run_work, plan_layout
+    from clipsim.sweep.store import ResultsStore
+
+    groups = points.groups()
+    store = ResultsStore(args.out)
+    manifest = store.check(spec)  # the folder must accept this spec (name, program)
+    done = store.finished_hashes() if manifest is not None else set()
+    pending = [i for i, h in enumerate(points.hashes) if h not in done]
+    layout = plan_layout(points, pending, max_batch=args.max_batch, memory_budget=budget,
+                         groups=groups)
     print(f"sweep {spec.name!r} (spec hash {spec.hash()}): {len(points)} points, "
-          f"{len(groups)} static group(s), {len(tasks)} chunk(s)")
+          f"{len(groups)} static group(s), {len(layout)} chunk(s) to run")
     print(f"swept: {', '.join(spec.swept_fields) or '(nothing)'}")
+    if manifest is None:
+        print(f"folder {args.out}: new; all {len(points)} runs to do")
+    else:
+        have = len(points) - len(pending)
+        other = len(done) - have
+        print(f"folder {args.out}: {have} of {len(points)} runs done, {len(pending)} to do"
+              + (f" ({other} run(s) of earlier specs kept)" if other > 0 else ""))
+    todo_set = set(pending)
     for g, members in enumerate(groups):
-        chunks = [t for t in tasks if t.group == g]
+        chunks = [c for c in layout if c.group == g]
         cfg = points[members[0]]
-        print(f"  group {g}: {len(members)} points, {len(chunks)} chunk(s) of "
-              f"{chunks[0].pad_to if chunks else 0}, ~{estimate(cfg) / 2**20:.1f} MiB per run "
-              f"({cfg.objective.name}, {cfg.model.kind}, B={cfg.train.batch_size}, "
-              f"steps={cfg.train.steps})")
+        parts = estimate_run_parts(cfg)
+        todo = sum(1 for i in members if i in todo_set)
+        print(f"  group {g}: {len(members)} points ({todo} to do), {len(chunks)} chunk(s) of "
+              f"{chunks[0].pad_to if chunks else 0}, ~{max(parts.values()) / 2**20:.1f} MiB "
+              f"per run (training {parts['train'] / 2**20:.1f}, evaluation "
+              f"{parts['eval'] / 2**20:.1f}; {cfg.objective.name}, {cfg.model.kind}, "
+              f"B={cfg.train.batch_size}, steps={cfg.train.steps}, "
+              f"n_eval={cfg.eval.num_samples})")
+    per_work, per_run, used = _rates(manifest or {})
+    if not pending:
+        print("estimated time: 0 s (nothing to do)")
+    elif per_work is not None:
+        work = sum(estimate_run_work(points[i]) for i in pending)
+        print(f"estimated time: ~{_duration(per_work * work)} (from {used} recorded "
+              f"session(s) of this folder, {per_work * 1e6:.2f} s per 10^6 pair-steps)")
+    elif per_run is not None:
+        print(f"estimated time: ~{_duration(per_run * len(pending))} (from {used} recorded "
+              f"session(s) of this folder, {per_run:.2f} s per run)")
+    else:
+        print("estimated time: unknown (no recorded session in the folder yet)")
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 def _load(folder: str):
@@ -210,17 +286,23 @@ def _status(args: argparse.Namespace) -> int:
     manifest = df.attrs.get("manifest", {})
     final = df[df["final"]] if len(df) else df
     total = int(manifest.get("num_points", len(final)))
+    other = int(final["config_hash"].nunique()) if len(final) else 0
+    final = final[final["point"] < total] if len(final) else final  # the latest spec's runs
+    other -= int(final["config_hash"].nunique()) if len(final) else 0
     done = int(final["config_hash"].nunique()) if len(final) else 0
     failed = int((final["nonfinite_step"] >= 0).sum()) if len(final) else 0
     sessions = manifest.get("sessions", [])
-    spent = sum(_seconds(s.get("started"), s.get("finished")) for s in sessions)
-    ran = sum(int(s.get("points_run") or 0) for s in sessions)
+    spent = sum(_seconds(s.get("started"), s.get("finished") or s.get("updated"))
+                for s in sessions)
+    _, per_run, _ = _rates(manifest)
     print(f"sweep {manifest.get('name', '?')!r} in {args.dir}: {done} of {total} runs done, "
-          f"{total - done} remaining, {failed} failed (non-finite loss)")
+          f"{total - done} remaining, {failed} failed (non-finite loss)"
+          + (f"; {other} run(s) of earlier specs kept" if other else ""))
     state = "finished" if manifest.get("finished") else "not finished"
     line = f"{state}; {len(sessions)} session(s), {spent:.0f} s of recorded run time"
-    if total > done and ran:
-        line += f"; about {spent / ran * (total - done):.0f} s to go at {spent / ran:.2f} s/run"
+    if total > done and per_run is not None:
+        line += (f"; about {_duration(per_run * (total - done))} to go at {per_run:.2f} "
+                 "s/run")
     print(line)
     return 0
 

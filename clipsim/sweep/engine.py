@@ -42,6 +42,9 @@ import pandas as pd
 
 from clipsim.config import RunConfig, precision, static_signature
 from clipsim.evaluation import evaluate_program
+from clipsim.metrics._blocked import BLOCKED_MIN_ROWS, block_rows  # the metrics' own switch
+from clipsim.objectives._clip_blocked import BLOCK_ROWS, BLOCKED_MIN_BATCH  # and the loss's
+from clipsim.sweep.store import SweepError
 from clipsim.sweep.table import chunk_frame
 from clipsim.train.loop import STREAM_EVAL, train_program
 
@@ -65,9 +68,15 @@ __all__ = [
     "clear_programs",
     "output_names",
     "estimate_run_bytes",
+    "estimate_run_parts",
+    "RUNTIME_BYTES",
     "estimate_run_work",
     "group_points",
     "plan_chunks",
+    "plan_layout",
+    "ChunkLayout",
+    "MemoryBudgetError",
+    "check_memory_budget",
     "compute_chunk",
 ]
 
@@ -430,13 +439,82 @@ def output_names(cfg: RunConfig,
     return [k for k in out.history if k != "step"], metrics
 
 
-def estimate_run_bytes(cfg: RunConfig) -> int:
-    """A rough upper estimate of the device memory one run of ``cfg`` needs, in bytes.
+RUNTIME_BYTES: int = 16 * 2**20
+"""Resident memory the first execution of any compiled program adds (16 MiB).
 
-    Counts parameters with gradients and optimizer state (4x params), the data's
-    mixing matrices, one training batch with its B x B score matrices (forward and
-    backward), a fixed training set if any, and the evaluation samples with their
-    num_samples x num_samples score matrices; doubled for intermediates.
+Thread stacks and the runtime's arenas: measured as 14 to 20 MiB above the
+estimate of XLA's own buffers at every shape of ``benchmarks/memory_estimate.py``."""
+
+
+def _score_items(cfg: RunConfig, b: int) -> int:
+    """Entries the objective's score buffers hold for one batch of b pairs, with gradients.
+
+    ``clip`` from ``BLOCKED_MIN_BATCH`` on: a few (B, ``BLOCK_ROWS``) slabs; every other
+    objective: about five dense B x B matrices (scores, exponentials, their
+    cotangents), as measured.
+    """
+    if cfg.objective.name == "clip" and b >= BLOCKED_MIN_BATCH:
+        return 4 * b * BLOCK_ROWS
+    return 5 * b * b
+
+
+def estimate_run_parts(cfg: RunConfig) -> dict[str, int]:
+    """Estimates of the memory one run's training and evaluation programs add, in bytes.
+
+    A sum of buffers, in entries of ``train.dtype`` (4 or 8 bytes), plus
+    ``RUNTIME_BYTES``; the coefficients were fitted to the peak resident memory each
+    program adds (``python -m benchmarks.memory_estimate``: every ratio of estimate
+    to measured lies in [0.8, 1.6]). With P parameters, W the embedding (plus
+    hidden) width, S = dx + dy + 2K + kx + ky + 1 the floats of one sample:
+
+    * training: 4P (parameters, gradients, two optimizer moments), the data's
+      mixing matrices, one batch B (S + 4W), the objective's score buffers
+      (``_score_items``: 5 B^2, or 4 B x 256 for the blocked ``clip`` loss from
+      B = 1024), and 3 n_b B S for a fixed training set of n_b batches;
+    * evaluation (n = ``eval.num_samples`` test pairs and images): n (4.3 (dx + dy)
+      + 2 (2K + kx + ky) + 2W + 2C) for samples, embeddings and class scores, the
+      pairwise metrics' scores (4 n^2 below ``BLOCKED_MIN_ROWS`` = 1024 rows, else
+      two slabs of ``block_rows(n, n)`` x n), and one test batch's score buffers.
+
+    The two programs run one after the other, so a run needs the larger
+    (``estimate_run_bytes``). Compilation memory is not included (once per chunk).
+
+    Args:
+        cfg: a run config (only static fields matter).
+
+    Returns:
+        ``{"train": bytes, "eval": bytes}``, ints.
+    """
+    d, m, t, e = cfg.data, cfg.model, cfg.train, cfg.eval
+    item = 8 if t.dtype == "float64" else 4
+    dx, dy, k, kx, ky, emb = (d.image_dim, d.text_dim, d.num_concepts, d.image_unique_dim,
+                              d.text_unique_dim, m.embed_dim)
+    classes = d.num_zero_shot_classes
+    if m.kind == "linear":
+        params, width = emb * (dx + dy), emb
+    else:
+        params, width = m.hidden_dim * (dx + dy) + 2 * emb * m.hidden_dim, m.hidden_dim + emb
+    world = dx * dx + dy * dy + (dx + dy) * k + dx * kx + dy * ky + classes * k
+    sample = dx + dy + 2 * k + kx + ky + 1
+    b, n = t.batch_size, e.num_samples
+    train = (4 * params + world + b * (sample + 4 * width) + _score_items(cfg, b)
+             + 3 * (t.num_train_batches or 0) * b * sample)
+    per_sample = (43 * (dx + dy)) // 10 + 2 * (2 * k + kx + ky) + 2 * width + 2 * classes
+    if n < BLOCKED_MIN_ROWS:
+        pairwise = 4 * n * n
+    else:
+        pairwise = 2 * block_rows(n, n) * n
+    prompts = e.num_prompts * classes * (dy + width)
+    evaluation = (params + world + n * per_sample + pairwise + prompts
+                  + _score_items(cfg, min(b, n)))
+    return {"train": item * train + RUNTIME_BYTES, "eval": item * evaluation + RUNTIME_BYTES}
+
+
+def estimate_run_bytes(cfg: RunConfig) -> int:
+    """An estimate of the memory one run of ``cfg`` needs, in bytes.
+
+    The larger of the training and evaluation parts of ``estimate_run_parts`` (the
+    two programs run one after the other inside a run).
 
     Args:
         cfg: a run config (only static fields matter).
@@ -444,21 +522,8 @@ def estimate_run_bytes(cfg: RunConfig) -> int:
     Returns:
         The estimate in bytes, an int.
     """
-    d, m, t, e = cfg.data, cfg.model, cfg.train, cfg.eval
-    item = 8 if t.dtype == "float64" else 4
-    dx, dy, k, kx, ky, emb = (d.image_dim, d.text_dim, d.num_concepts, d.image_unique_dim,
-                              d.text_unique_dim, m.embed_dim)
-    if m.kind == "linear":
-        params, width = emb * (dx + dy), emb
-    else:
-        params, width = m.hidden_dim * (dx + dy) + 2 * emb * m.hidden_dim, m.hidden_dim + emb
-    world = dx * dx + dy * dy + (dx + dy) * k + dx * kx + dy * ky + d.num_zero_shot_classes * k
-    sample = dx + dy + 2 * k + kx + ky + 1
-    bsz, n = t.batch_size, e.num_samples
-    batch = bsz * (sample + 4 * width) + 6 * bsz * bsz
-    train_set = (t.num_train_batches or 0) * bsz * sample
-    evaluation = 3 * n * (sample + 2 * width) + 4 * n * n
-    return 2 * item * (4 * params + world + batch + train_set + evaluation)
+    parts = estimate_run_parts(cfg)
+    return max(parts["train"], parts["eval"])
 
 
 def estimate_run_work(cfg: RunConfig) -> int:
@@ -507,39 +572,79 @@ def _by_seed(points: Sequence[RunConfig], todo: list[int], cap: int) -> list[lis
     return list(per_seed.values())
 
 
-def plan_chunks(sweep: str, points: Sequence[RunConfig], pending: Sequence[int], *,
-                max_batch: int | None = None, memory_budget: int = DEFAULT_MEMORY_BUDGET,
-                parallelism: int = 1, chunk_work: int = DEFAULT_CHUNK_WORK,
-                program: Program = TRAIN_EVALUATE) -> list[ChunkTask]:
-    """Cut the pending points into equal-size chunks per static group.
+class MemoryBudgetError(SweepError):
+    """One run of a static group needs more memory than the budget of a whole chunk."""
 
-    A chunk holds at most ``max_batch`` runs; without it, as many as the memory
-    budget allows, at most ``chunk_work`` pair-steps of training, and at most a
-    ``1/parallelism`` share of the group. When every seed of the group has the
-    same number (at least 2) of pending points and they fit one chunk, chunks are
-    cut by seed, so the runs of a chunk share their initialization and training
-    batches (drawn once for the chunk, see ``run_batch``).
+
+def check_memory_budget(points: Sequence[RunConfig], memory_budget: int = DEFAULT_MEMORY_BUDGET,
+                        groups: Sequence[Sequence[int]] | None = None) -> None:
+    """Refuse a plan whose chunks exceed ``memory_budget`` even at one run per chunk.
 
     Args:
-        sweep: the sweep name.
-        points: all points of the sweep.
-        pending: indices of the points still to run.
-        max_batch: at most this many runs per chunk; default from the budgets.
-        memory_budget: bytes per chunk used with ``estimate_run_bytes``.
-        parallelism: workers available; a group is split into at least this many
-            chunks (when it has enough points).
-        chunk_work: pair-steps per chunk (``estimate_run_work``), bounding what a
-            kill can lose.
-        program: the program every chunk runs.
+        points: the sweep's points.
+        memory_budget: bytes one chunk may use.
+        groups: ``group_points(points)`` if already known.
 
-    Returns:
-        Chunk tasks, groups in order; within a group all chunks share ``pad_to``.
+    Raises:
+        MemoryBudgetError: names the group, the estimate (``estimate_run_bytes``), the
+            budget, and the knobs (``eval.num_samples``, ``train.batch_size``,
+            ``--memory-budget``).
+    """
+    for g, members in enumerate(group_points(points) if groups is None else groups):
+        cfg = points[members[0]]
+        need = estimate_run_bytes(cfg)
+        if need > memory_budget:
+            parts = estimate_run_parts(cfg)
+            raise MemoryBudgetError(
+                f"static group {g} ({len(members)} points; train.batch_size = "
+                f"{cfg.train.batch_size}, eval.num_samples = {cfg.eval.num_samples}) needs "
+                f"about {need / 2**20:,.0f} MiB per run (training {parts['train'] / 2**20:,.0f}"
+                f" MiB, evaluation {parts['eval'] / 2**20:,.0f} MiB; estimate_run_bytes), "
+                f"above the memory budget of {memory_budget / 2**20:,.0f} MiB per chunk even "
+                "at one run per chunk: lower eval.num_samples or train.batch_size, or raise "
+                "--memory-budget (memory_budget=)")
+
+
+@dataclass(frozen=True)
+class ChunkLayout:
+    """Where the planner puts points, without their configs (see ``plan_layout``).
+
+    Attributes:
+        group: index of the static group.
+        points: indices of the chunk's points.
+        pad_to: the group's chunk size.
+        shared: per config leaf, whether it is equal across the group.
+        shared_key: whether every run of the chunk has the same seed.
+    """
+
+    group: int
+    points: tuple[int, ...]
+    pad_to: int
+    shared: tuple[bool, ...]
+    shared_key: bool
+
+
+def plan_layout(points: Sequence[RunConfig], pending: Sequence[int], *,
+                max_batch: int | None = None, memory_budget: int = DEFAULT_MEMORY_BUDGET,
+                parallelism: int = 1, chunk_work: int = DEFAULT_CHUNK_WORK,
+                groups: Sequence[Sequence[int]] | None = None) -> list[ChunkLayout]:
+    """The chunks of ``plan_chunks`` as point indices only (no configs, no hashes).
+
+    What ``--dry-run`` prints; ``plan_chunks`` turns each into a ``ChunkTask``.
+    Arguments as in ``plan_chunks``; ``groups`` is ``group_points(points)`` if
+    already known.
+
+    Raises:
+        MemoryBudgetError: a group's single run exceeds ``memory_budget``
+            (``check_memory_budget``).
     """
     if max_batch is not None and max_batch < 1:
         raise ValueError(f"max_batch = {max_batch} is invalid: must be >= 1")
+    groups = group_points(points) if groups is None else groups
+    check_memory_budget(points, memory_budget, groups)
     todo_set = set(pending)
-    tasks = []
-    for g, members in enumerate(group_points(points)):
+    layout = []
+    for g, members in enumerate(groups):
         todo = [i for i in members if i in todo_set]
         if not todo:
             continue
@@ -558,11 +663,55 @@ def plan_chunks(sweep: str, points: Sequence[RunConfig], pending: Sequence[int],
             chunks = [todo[c * size:(c + 1) * size] for c in range(n_chunks)]
         pad = max(len(c) for c in chunks)
         shared = shared_leaves([points[i] for i in members])
-        for idx in chunks:
-            tasks.append(ChunkTask(
-                chunk_id=_chunk_id(g, [points[i].hash() for i in idx]), sweep=sweep, group=g,
-                points=tuple(idx), configs=tuple(points[i].to_dict() for i in idx), pad_to=pad,
-                program=program, shared=shared, shared_key=one_seed))
+        layout += [ChunkLayout(g, tuple(idx), pad, shared, one_seed) for idx in chunks]
+    return layout
+
+
+def plan_chunks(sweep: str, points: Sequence[RunConfig], pending: Sequence[int], *,
+                max_batch: int | None = None, memory_budget: int = DEFAULT_MEMORY_BUDGET,
+                parallelism: int = 1, chunk_work: int = DEFAULT_CHUNK_WORK,
+                program: Program = TRAIN_EVALUATE,
+                groups: Sequence[Sequence[int]] | None = None) -> list[ChunkTask]:
+    """Cut the pending points into equal-size chunks per static group.
+
+    A chunk holds at most ``max_batch`` runs; without it, as many as the memory
+    budget allows, at most ``chunk_work`` pair-steps of training, and at most a
+    ``1/parallelism`` share of the group. When every seed of the group has the
+    same number (at least 2) of pending points and they fit one chunk, chunks are
+    cut by seed, so the runs of a chunk share their initialization and training
+    batches (drawn once for the chunk, see ``run_batch``). A group whose single
+    run exceeds ``memory_budget`` is refused (``check_memory_budget``).
+
+    Args:
+        sweep: the sweep name.
+        points: all points of the sweep.
+        pending: indices of the points still to run.
+        max_batch: at most this many runs per chunk; default from the budgets.
+        memory_budget: bytes per chunk used with ``estimate_run_bytes``.
+        parallelism: workers available; a group is split into at least this many
+            chunks (when it has enough points).
+        chunk_work: pair-steps per chunk (``estimate_run_work``), bounding what a
+            kill can lose.
+        program: the program every chunk runs.
+        groups: ``group_points(points)`` if already known.
+
+    Returns:
+        Chunk tasks, groups in order; within a group all chunks share ``pad_to``.
+
+    Raises:
+        MemoryBudgetError: one run of a group exceeds ``memory_budget``.
+    """
+    hash_of = getattr(points, "hash", None)  # SweepPoints knows its hashes
+    if not callable(hash_of):
+        hash_of = lambda i: points[i].hash()  # noqa: E731
+    tasks = []
+    for c in plan_layout(points, pending, max_batch=max_batch, memory_budget=memory_budget,
+                         parallelism=parallelism, chunk_work=chunk_work, groups=groups):
+        tasks.append(ChunkTask(
+            chunk_id=_chunk_id(c.group, [hash_of(i) for i in c.points]), sweep=sweep,
+            group=c.group, points=c.points,
+            configs=tuple(points[i].to_dict() for i in c.points), pad_to=c.pad_to,
+            program=program, shared=c.shared, shared_key=c.shared_key))
     return tasks
 
 

@@ -1,4 +1,4 @@
-"""``run``: spec -> validated points -> chunks -> backend -> results folder -> table."""
+"""``run``: spec -> validated points -> memory check -> chunks -> backend -> store -> table."""
 
 from __future__ import annotations
 
@@ -17,7 +17,9 @@ from clipsim.sweep.engine import (
     DEFAULT_MEMORY_BUDGET,
     TRAIN_EVALUATE,
     Program,
+    check_memory_budget,
     compute_chunk,
+    estimate_run_work,
     get_program,
     group_points,
     output_names,
@@ -34,19 +36,21 @@ class NonFiniteRunWarning(RuntimeWarning):
     """A sweep point's training loss went NaN/inf; its rows carry ``nonfinite_step``."""
 
 
-def metric_columns(points: Sequence[RunConfig], program: Program = TRAIN_EVALUATE) -> list[str]:
+def metric_columns(points: Sequence[RunConfig], program: Program = TRAIN_EVALUATE,
+                   groups: Sequence[Sequence[int]] | None = None) -> list[str]:
     """Metric columns of the table, over all static groups.
 
     Args:
         points: the sweep's points.
         program: the program the points run.
+        groups: ``group_points(points)`` if already known.
 
     Returns:
         History keys, then evaluation metrics (names in first-seen order, no repeats).
     """
     names: dict[str, None] = {}
     evals: dict[str, None] = {}
-    for members in group_points(points):
+    for members in group_points(points) if groups is None else groups:
         hist, metrics = output_names(points[members[0]], program)
         names.update(dict.fromkeys(hist))
         evals.update(dict.fromkeys(metrics))
@@ -81,11 +85,19 @@ def _warn_nonfinite(spec: SweepSpec, points: Sequence[RunConfig], frame: pd.Data
 def run(spec: SweepSpec | str | Path | Mapping[str, Any], *, out: str | Path,
         backend: str | Backend = "local", scheduler: str | None = None,
         max_batch: int | None = None, memory_budget: int = DEFAULT_MEMORY_BUDGET,
-        program: Program | None = None, quiet: bool = False) -> pd.DataFrame:
+        program: Program | None = None, quiet: bool = False,
+        max_points: int | None = None) -> pd.DataFrame:
     """Run a sweep into a results folder and return its table.
 
-    Every point is validated before anything is written. Points already in
-    ``out`` (from an earlier, possibly killed, run of the same spec) are skipped.
+    Every point is validated, and the plan checked against ``memory_budget``,
+    before anything is written. Runs already in ``out`` are skipped: those of an
+    earlier (possibly killed) run of the same spec, and those of any earlier spec of
+    the same name and program that this one contains (more seeds, more grid values,
+    another chain link: only the new runs are computed; see ``clipsim.sweep.store``).
+
+    Progress: a bar in runs (done / total, with an ETA) that advances as each chunk
+    finishes, with the chunk count; chunks are bounded by ``DEFAULT_CHUNK_WORK``, a
+    few tens of seconds each on a 2-core CPU.
 
     Args:
         spec: a ``SweepSpec``, a TOML path or text, or a dict.
@@ -95,18 +107,25 @@ def run(spec: SweepSpec | str | Path | Mapping[str, Any], *, out: str | Path,
             ``LocalCluster`` for the run.
         max_batch: at most this many runs per compiled batch; default from
             ``memory_budget``.
-        memory_budget: bytes per batch for the estimate (default 2 GiB).
+        memory_budget: bytes per batch for the estimate (default 2 GiB); a group
+            whose single run exceeds it is refused (``MemoryBudgetError``).
         program: what every point runs; default the spec's ``program`` looked up in
             ``clipsim.sweep.PROGRAMS`` (``train_evaluate``). A program given here is
             recorded in the spec (so its folder is never resumed by another program).
         quiet: no progress bar.
+        max_points: refuse a spec of more points (default
+            ``clipsim.sweep.spec.MAX_POINTS``).
 
     Returns:
-        The table: one row per (run, logged step); see ``clipsim.sweep.table``.
+        The table of exactly this spec's points: one row per (run, logged step),
+        ``point`` the index in ``spec.points()``; see ``clipsim.sweep.table``.
+        ``attrs["other_runs"]`` counts the folder's runs outside this spec (kept on
+        disk; ``clipsim.sweep.load(out)`` returns them too).
 
     Raises:
         SpecError: the spec or one of its points is invalid (nothing written).
-        StoreMismatchError: ``out`` holds another spec's results.
+        MemoryBudgetError: one run needs more than ``memory_budget`` (nothing written).
+        StoreMismatchError: ``out`` holds another sweep, program or metric schema.
 
     Example:
         >>> df = clipsim.sweep.run("experiments/sweeps/quick_tau.toml",
@@ -120,16 +139,25 @@ def run(spec: SweepSpec | str | Path | Mapping[str, Any], *, out: str | Path,
             raise SpecError(f"program: {err.args[0]}") from None
     elif spec.program != program.key:
         spec = dataclasses.replace(spec, program=program.key)
-    points = spec.points()
+    points = spec.points(max_points=max_points)
     if max_batch is not None and max_batch < 1:
         raise SpecError(f"max_batch = {max_batch} is invalid: must be >= 1")
+    groups = points.groups()
+    check_memory_budget(points, memory_budget, groups)
     backend_obj = make_backend(backend, scheduler=scheduler)
     store = ResultsStore(out)
     manifest = store.check(spec)
-    metrics = manifest["metrics"] if manifest else metric_columns(points, program)
-    store.open(spec, num_points=len(points), metrics=metrics, backend=backend_obj.name)
+    known = {s.get("spec_hash") for s in (manifest or {}).get("specs", ())}
+    known.add((manifest or {}).get("spec_hash"))
+    new_spec = manifest is not None and spec.hash() not in known
+    if manifest is None or new_spec:
+        metrics = metric_columns(points, program, groups)
+    else:
+        metrics = manifest["metrics"]
+    store.open(spec, num_points=len(points), metrics=metrics, backend=backend_obj.name,
+               check_metrics=new_spec)
     done = store.finished_hashes()
-    pending = [i for i, p in enumerate(points) if p.hash() not in done]
+    pending = [i for i, h in enumerate(points.hashes) if h not in done]
     points_run, complete = 0, False
     bar = tqdm(total=len(points), initial=len(points) - len(pending), unit="run",
                desc=f"sweep {spec.name}", disable=quiet, dynamic_ncols=True)
@@ -138,14 +166,19 @@ def run(spec: SweepSpec | str | Path | Mapping[str, Any], *, out: str | Path,
             with backend_obj as active:
                 tasks = plan_chunks(spec.name, points, pending, max_batch=max_batch,
                                     memory_budget=memory_budget, parallelism=active.parallelism,
-                                    program=program)
-                for task, frame in active.map_chunks(compute_chunk, tasks):
-                    store.write_part(task.chunk_id, frame)
+                                    program=program, groups=groups)
+                bar.set_postfix_str(f"chunks 0/{len(tasks)}")
+                for k, (task, frame) in enumerate(active.map_chunks(compute_chunk, tasks), 1):
+                    work = sum(estimate_run_work(points[i]) for i in task.points)
+                    store.write_part(task.chunk_id, frame, work=work)
                     points_run += len(task.points)
                     bar.update(len(task.points))
+                    bar.set_postfix_str(f"chunks {k}/{len(tasks)}")
                     _warn_nonfinite(spec, points, frame)
         complete = True
     finally:
         bar.close()
         store.close(points_run=points_run, complete=complete)
-    return store.read()
+    table = store.read(points=points)
+    table.attrs["other_runs"] = max(0, len(done) - (len(points) - len(pending)))
+    return table

@@ -29,7 +29,18 @@ is refused (its message says how to clear it). Readers take no lock.
 as done but missing or corrupt, or a finished sweep with fewer points than its
 spec, give an ``IncompleteResultsWarning`` (``IncompleteResultsError`` with
 ``strict=True``). Resuming skips the points whose config hash is in a verified
-part. A folder written by another spec is refused, never mixed.
+part.
+
+**Growing a sweep.** Runs are identified by their config hash, so a folder accepts
+any spec of the same ``name`` and ``program`` whose metric columns the folder's
+table has: a spec with more seeds, more grid values, another chain link, or only
+a new description or order of values reuses every stored run and computes only
+the new ones. Every spec that wrote to the folder is appended to the manifest's
+``specs`` (with the session it first wrote in); ``spec`` is the latest. A spec of
+another name or program, or one whose runs have metric columns the table lacks,
+is refused (``StoreMismatchError``), never mixed. ``clipsim.sweep.run`` returns
+exactly its spec's points; ``load(DIR)`` returns every run in the folder, those of
+earlier specs included (``point`` numbers the latest spec's points first).
 ``pandas.read_parquet(DIR / "results")`` reads the parts as one table (every part
 has the same schema); ``load(DIR)`` does that after verification, sorted and
 deduplicated.
@@ -55,8 +66,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from clipsim.config import ConfigError
 from clipsim.io import package_versions
-from clipsim.sweep.spec import SweepSpec
+from clipsim.sweep.spec import MAX_POINTS, SweepPoints, SweepSpec
 from clipsim.sweep.table import table_schema, to_arrow
 
 __all__ = ["SweepError", "StoreMismatchError", "StoreLockedError", "CorruptStoreError",
@@ -294,17 +306,21 @@ class ResultsStore:
             out.append(entry.name)
         return out
 
-    def check(self, spec: SweepSpec) -> dict[str, Any] | None:
-        """Refuse a folder written by another spec (or not a results folder).
+    def check(self, spec: SweepSpec, *, metrics: list[str] | None = None
+              ) -> dict[str, Any] | None:
+        """Refuse a folder that ``spec`` cannot write to (see "Growing a sweep" above).
 
         Args:
             spec: the spec about to write here.
+            metrics: the metric columns of ``spec``'s runs; when given, each must be
+                a column of the folder's table.
 
         Returns:
             The existing manifest, or None for a new or empty folder.
 
         Raises:
-            StoreMismatchError: the folder holds another spec's results, or other files.
+            StoreMismatchError: the folder holds another sweep (name), another
+                program's runs, a table without some of ``metrics``, or other files.
             CorruptStoreError: the manifest is unreadable.
         """
         if self.path.exists() and not self.path.is_dir():
@@ -318,38 +334,60 @@ class ResultsStore:
                     "is not empty and has no manifest.json (not a sweep results folder); "
                     "choose a new --out folder")
             return None
-        if manifest.get("spec_hash") != spec.hash():
+        where = f"results folder {str(self.path)!r}"
+        if manifest.get("name") != spec.name:
             raise StoreMismatchError(
-                f"results folder {str(self.path)!r} holds sweep {manifest.get('name')!r} "
-                f"(spec hash {manifest.get('spec_hash')}), not sweep {spec.name!r} "
-                f"(spec hash {spec.hash()}); results of different specs are not mixed: "
-                "choose a new --out folder, or delete the old one to start over")
+                f"{where} holds sweep {manifest.get('name')!r}, not sweep {spec.name!r}: a "
+                "folder keeps one sweep (which may grow: more seeds, grid values or chain "
+                "links); choose a new --out folder, or delete the old one to start over")
+        old_program = (manifest.get("spec") or {}).get("program", "train_evaluate")
+        if old_program != spec.program:
+            raise StoreMismatchError(
+                f"{where} holds runs of program {old_program!r}, not {spec.program!r} (sweep "
+                f"{spec.name!r}): runs of different programs are never mixed; choose a new "
+                "--out folder")
+        if metrics is not None:
+            have = set(manifest["metrics"])
+            extra = [m for m in metrics if m not in have]
+            if extra:
+                shown = ", ".join(extra[:5]) + (f" and {len(extra) - 5} more"
+                                                if len(extra) > 5 else "")
+                raise StoreMismatchError(
+                    f"{where}: sweep {spec.name!r} now has metric columns its table lacks "
+                    f"({shown}); the table's schema is fixed by the spec that created the "
+                    "folder: choose a new --out folder for this spec")
         return manifest
 
     def open(self, spec: SweepSpec, *, num_points: int, metrics: list[str],
-             backend: str = "local") -> list[str]:
+             backend: str = "local", check_metrics: bool = False) -> list[str]:
         """Take the folder's lock, create or resume it for ``spec``, record a session start.
+
+        A spec not yet recorded in the manifest is appended to its ``specs`` and
+        becomes its ``spec``; the folder counts as unfinished until it completes.
 
         Args:
             spec: the sweep spec.
             num_points: number of points of the spec.
-            metrics: metric columns of the table (used for a new folder).
+            metrics: metric columns of the spec's runs (the table's, for a new folder).
             backend: backend name, recorded in the session.
+            check_metrics: refuse a folder whose table lacks some of ``metrics``.
 
         Returns:
             The metric columns of the table (the manifest's, when resuming).
 
         Raises:
             StoreLockedError: another live process writes into the folder.
-            StoreMismatchError: the folder holds another spec's results.
+            StoreMismatchError: the folder holds another sweep, program or schema.
             CorruptStoreError: the manifest is unreadable.
         """
-        self.check(spec)
+        checked = list(metrics) if check_metrics else None
+        self.check(spec, metrics=checked)
         self.path.mkdir(parents=True, exist_ok=True)
         if not self.locked:
             self._lock.acquire()
         try:
-            manifest = self.check(spec)  # again, now that no other writer can change it
+            # again, now that no other writer can change it
+            manifest = self.check(spec, metrics=checked)
             for folder in (self.path, self.results_path):
                 for stale in folder.glob(".*.tmp") if folder.is_dir() else ():
                     stale.unlink(missing_ok=True)
@@ -359,10 +397,19 @@ class ResultsStore:
                     "format": FORMAT, "name": spec.name, "spec_hash": spec.hash(),
                     "spec": spec.to_dict(), "num_points": num_points, "metrics": list(metrics),
                     "versions": package_versions(), "started": now, "finished": None,
-                    "sessions": [], "parts": {},
+                    "sessions": [], "parts": {}, "specs": [],
                 }
+            specs = manifest.setdefault("specs", [
+                {"spec_hash": manifest["spec_hash"], "spec": manifest.get("spec"),
+                 "since": manifest.get("started"), "session": 0}])
+            if spec.hash() not in {s.get("spec_hash") for s in specs}:
+                specs.append({"spec_hash": spec.hash(), "spec": spec.to_dict(), "since": now,
+                              "session": len(manifest["sessions"])})
+                manifest["finished"] = None
+            manifest.update(spec_hash=spec.hash(), spec=spec.to_dict(), num_points=num_points)
             manifest["sessions"].append({"started": now, "finished": None, "backend": backend,
-                                         "versions": package_versions(), "points_run": 0})
+                                         "versions": package_versions(), "points_run": 0,
+                                         "work_run": 0, "updated": now})
             self._write_manifest(manifest)
             self.results_path.mkdir(parents=True, exist_ok=True)
             if "parts" not in manifest:  # a format-1 folder: checksum its readable parts
@@ -402,7 +449,7 @@ class ResultsStore:
             if manifest is None or not self.locked:
                 return
             now = _now()
-            manifest["sessions"][-1].update(finished=now, points_run=points_run)
+            manifest["sessions"][-1].update(finished=now, updated=now, points_run=points_run)
             if complete:
                 manifest["finished"] = now
             self._write_manifest(manifest)
@@ -500,15 +547,19 @@ class ResultsStore:
             raise CorruptStoreError(f"{part}: not a readable Parquet part ({err}); delete it "
                                     "and resume the sweep to recompute its points") from None
 
-    def write_part(self, chunk_id: str, frame: pd.DataFrame) -> Path:
+    def write_part(self, chunk_id: str, frame: pd.DataFrame, *, work: int = 0) -> Path:
         """Write a finished chunk atomically as ``results/part-<chunk_id>.parquet``.
 
         The manifest records the part's checksum before the part appears (state
-        ``"writing"``) and marks it ``"done"`` after.
+        ``"writing"``) and marks it ``"done"`` after, adding the chunk's points and
+        work to the session's ``points_run`` and ``work_run`` (so a killed session
+        still tells how fast it went: ``started`` to ``updated``).
 
         Args:
             chunk_id: the chunk's id.
             frame: its rows; conformed to the folder's schema (missing metrics NaN).
+            work: the chunk's work (``clipsim.sweep.engine.estimate_run_work`` summed
+                over its runs), for time estimates.
 
         Returns:
             The part's path.
@@ -531,14 +582,24 @@ class ResultsStore:
         path = self.results_path / name
         _write_atomic(path, data)
         record["state"] = "done"
+        if manifest.get("sessions"):
+            session = manifest["sessions"][-1]
+            session["points_run"] = int(session.get("points_run") or 0) + record["points"]
+            session["work_run"] = int(session.get("work_run") or 0) + int(work)
+            session["updated"] = _now()
         self._write_manifest(manifest)
         return path
 
-    def read(self, *, strict: bool = False) -> pd.DataFrame:
-        """The whole table, from verified parts only.
+    def read(self, *, strict: bool = False, points: SweepPoints | None = None) -> pd.DataFrame:
+        """The table, from verified parts only.
 
         Args:
             strict: raise instead of warning when parts are corrupt or missing.
+            points: keep only the runs of these points (``SweepSpec.points()``), their
+                ``point`` column set to the index in ``points``: the table of one spec.
+                Default: every run in the folder; ``point`` is the index in the latest
+                spec's points, and runs that only earlier specs hold are numbered after
+                them (by their stored point number).
 
         Returns:
             Runs in point order, steps ascending, no duplicate (config_hash, step) rows;
@@ -570,6 +631,9 @@ class ResultsStore:
             frame = frame.drop_duplicates(subset=["config_hash", "step"], keep="first")
             frame = frame.sort_values(["point", "step"], kind="stable").reset_index(drop=True)
         self._check_complete(manifest, frame, bad, missing, strict)
+        if len(frame) and (points is not None or len(manifest.get("specs") or ()) > 1):
+            frame = _renumber(frame, points if points is not None else _latest_points(manifest),
+                              keep_others=points is None)
         frame.attrs["manifest"] = manifest
         return frame
 
@@ -591,8 +655,41 @@ class ResultsStore:
         warnings.warn(message, IncompleteResultsWarning, stacklevel=4)
 
 
+def _latest_points(manifest: dict[str, Any]) -> SweepPoints | None:
+    """The points of the manifest's latest spec, or None if it no longer parses."""
+    try:
+        spec = SweepSpec.from_dict(manifest["spec"])
+        return spec.points(max_points=max(MAX_POINTS, spec.num_candidates))
+    except (KeyError, TypeError, ConfigError):
+        return None
+
+
+def _renumber(frame: pd.DataFrame, points: SweepPoints | None, *,
+              keep_others: bool) -> pd.DataFrame:
+    """``point`` := index in ``points``; other runs dropped, or numbered after them."""
+    if points is None:
+        return frame
+    index = {h: i for i, h in enumerate(points.hashes)}
+    new = frame["config_hash"].map(index)
+    inside = new.notna()
+    if not keep_others:
+        frame = frame[inside].copy()
+        frame["point"] = new[inside].astype("int64")
+    else:
+        others = (frame.loc[~inside, ["point", "config_hash"]]
+                  .drop_duplicates("config_hash").sort_values(["point", "config_hash"]))
+        extra = {h: len(points) + j for j, h in enumerate(others["config_hash"])}
+        frame = frame.copy()
+        frame["point"] = new.fillna(frame["config_hash"].map(extra)).astype("int64")
+    return frame.sort_values(["point", "step"], kind="stable").reset_index(drop=True)
+
+
 def load(path: str | Path, *, strict: bool = False) -> pd.DataFrame:
     """Read a sweep results folder as one table (``frame.attrs["manifest"]`` holds the manifest).
+
+    The table holds every run in the folder, those of earlier specs that a grown
+    sweep no longer contains included (``point`` numbers the latest spec's points
+    first; see ``ResultsStore.read``). ``clipsim.sweep.run`` returns only its spec's.
 
     Every part is verified against its checksum; corrupt parts are left out with a
     ``CorruptPartWarning`` naming them, and a table that lacks points the manifest
