@@ -21,9 +21,10 @@ PATHS = sorted(NOTEBOOKS.glob("*.ipynb"))
 CELL_TIMEOUT = 300  # seconds per cell; a whole notebook takes well under a minute
 
 
-def test_the_four_notebooks_exist():
+def test_the_five_notebooks_exist():
     names = [p.stem for p in PATHS]
-    assert names == ["01_quickstart", "02_theory_tour", "03_sweeps", "04_extending"]
+    assert names == ["01_quickstart", "02_theory_tour", "03_sweeps", "04_extending",
+                     "05_real_embeddings"]
 
 
 def test_kernel_is_this_environment():
