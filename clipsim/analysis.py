@@ -378,7 +378,7 @@ def analyze(
     class_text_emb: Any = None,
     temperature: float | None = None,
     normalize: bool = True,
-    batch_sizes: Sequence[int] = DEFAULT_BATCH_SIZES,
+    batch_sizes: Sequence[int] | None = None,
     top_r: Sequence[int] = (1, 5),
     recall_ks: Sequence[int] | None = None,
     gammas: Any = None,
@@ -428,7 +428,8 @@ def analyze(
             for open_clip), or None.
         normalize: scale every row to unit norm first (default); False uses the rows
             as given.
-        batch_sizes: batch sizes ``B`` in ``[2, n]`` for the batch-level statements.
+        batch_sizes: batch sizes ``B`` in ``[2, n]`` for the batch-level statements;
+            default those of ``DEFAULT_BATCH_SIZES`` up to ``n`` (else ``n``).
         top_r: ranks for the zero-shot errors and E2, positive integers.
         recall_ks: ``k`` of retrieval recall@k, positive integers; default ``top_r``
             (as ``clipsim.evaluate``).
@@ -483,11 +484,20 @@ def analyze(
                 or float(t) <= 0:
             _fail(f"temperature: expected one number > 0, got {temperature!r}")
         temperature = float(t)
+    if batch_sizes is None:
+        batch_sizes = tuple(bs for bs in DEFAULT_BATCH_SIZES if bs <= n) or (n,)
     batch_sizes = _positive_ints(batch_sizes, "batch_sizes", 2, n)
     top_r = _positive_ints(top_r, "top_r", 1)
     recall_ks = top_r if recall_ks is None else _positive_ints(recall_ks, "recall_ks", 1)
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
         _fail(f"seed: expected an integer, got {seed!r}")
+    m_bound = 1.0 if normalize else float(norms_a.max() * norms_b.max())
+    if gammas is None:
+        gammas = np.linspace(0.0, 2.0 * m_bound, 21)
+    gammas = np.asarray(gammas, dtype)
+    if gammas.ndim != 1 or gammas.size < 1 or not np.all(np.isfinite(gammas)) \
+            or np.any(gammas < 0):
+        _fail(f"gammas: expected a 1-D array of margin levels >= 0, got {gammas!r}")
 
     _, codes = np.unique(codes_src, return_inverse=True)  # dense codes, exact in float32
     codes = codes.astype(np.int64).reshape(-1)
@@ -505,7 +515,6 @@ def analyze(
         # here when the caller passed them without keeping a reference.
         a, b = _prepare(a_np, normalize), _prepare(b_np, normalize)
         del image_emb, text_emb, a_np, b_np
-        m_bound = 1.0 if normalize else float(norms_a.max() * norms_b.max())
         latents = jnp.asarray(codes, a.dtype)[:, None]
         block = _block(n)
 
@@ -542,12 +551,6 @@ def analyze(
         negatives = np.asarray(_row_dots(a, b, jnp.asarray(first), jnp.asarray(second)))
         deltas = negatives - positive[first]
         same = codes[first] == codes[second]
-        if gammas is None:
-            gammas = np.linspace(0.0, 2.0 * m_bound, 21)
-        gammas = np.asarray(gammas, dtype)
-        if gammas.ndim != 1 or gammas.size < 1 or not np.all(np.isfinite(gammas)) \
-                or np.any(gammas < 0):
-            _fail(f"gammas: expected a 1-D array of margin levels >= 0, got {gammas!r}")
         prof = theory.completeness_profile(deltas, same, gammas)
         profile = {"gammas": np.asarray(prof.gammas), "alpha": np.asarray(prof.alpha),
                    "alpha_stderr": np.asarray(prof.alpha_stderr), "beta": float(prof.beta),
@@ -562,7 +565,7 @@ def analyze(
                                         lambda k, bs=bs: bar.update(k * bs / n))
             nb = n // bs
             floor, rate = _pool_floor(group_sizes, bs)
-            threshold = tau_value * math.log(bs - 1) if bs > 2 else 0.0 * tau_value
+            threshold = tau_value * math.log(bs - 1)
             row = {
                 "batch_size": bs, "num_batches": nb,
                 "unexpected_positive_rate": float(np.mean(stats_b["unexpected"])),

@@ -324,6 +324,10 @@ def test_library_errors_name_the_array():
         analyze(None, text)
     with pytest.raises(AnalysisInputError, match=r"^temperature"):
         analyze(image, text, temperature=float("nan"))
+    with pytest.raises(AnalysisInputError, match=r"^gammas"):
+        analyze(image, text, gammas=[-0.1, 0.5])
+    with pytest.raises(AnalysisInputError, match=r"^top_r: 0 is invalid"):
+        analyze(image, text, top_r=(0,))
 
 
 # ------------------------------------------------------------------ memory

@@ -38,8 +38,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help=f"output folder ({JSON_FILE}, {FIGURE_FILE})")
     parser.add_argument("--temperature", type=float, default=None,
                         help="the model's temperature tau (overrides the file's)")
-    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[32, 256], metavar="B",
-                        help="batch sizes of the batch-level statements (default 32 256)")
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=None, metavar="B",
+                        help="batch sizes of the batch-level statements (default 32 256, "
+                             "those up to the number of rows)")
     parser.add_argument("--top-r", type=int, nargs="+", default=[1, 5], metavar="R",
                         help="ranks of the zero-shot errors, recall@k and E2 (default 1 5)")
     parser.add_argument("--no-normalize", action="store_true",
