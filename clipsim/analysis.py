@@ -574,8 +574,9 @@ def analyze(
                 "floor_iid": theory.collision_floor_onehot(bs, freqs).value,
                 "floor_batches": float(np.mean(stats_b["log_n"])),
                 "margin_threshold": threshold,
-                "frac_margin_above_threshold": float(np.mean(margins[~np.isnan(margins)]
-                                                             > threshold)),
+                "frac_margin_above_threshold": (
+                    float(np.mean(margins[~np.isnan(margins)] > threshold))
+                    if temperature is not None else float("nan")),
                 "clip_loss": float("nan"), "clip_loss_stderr": float("nan"),
             }
             if temperature is not None:

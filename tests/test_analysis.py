@@ -154,6 +154,7 @@ def test_margins_and_collisions_match_a_numpy_reference():
     assert row["unexpected_positive_rate"] == pytest.approx(np.mean(counts > 1))
     assert row["floor_batches"] == pytest.approx(np.mean(np.log(counts)), rel=1e-5)
     assert math.isnan(row["clip_loss"]) and res.bounds == []  # no temperature: no loss rows
+    assert math.isnan(row["margin_threshold"]) and math.isnan(row["frac_margin_above_threshold"])
 
 
 def test_pool_floor_golden_value_and_monte_carlo():
