@@ -180,7 +180,9 @@ def test_chunks_follow_memory_budget_and_max_batch():
     points = tiny_sweep_spec().points()
     per_run = engine.estimate_run_bytes(points[0])
     assert per_run > 0
-    by_budget = engine.plan_chunks("t", points, range(8), memory_budget=int(2.5 * per_run))
+    runtime = engine.RUNTIME_BYTES  # paid once per chunk
+    by_budget = engine.plan_chunks("t", points, range(8),
+                                   memory_budget=runtime + int(2.5 * (per_run - runtime)))
     assert [len(t.points) for t in by_budget] == [2, 2, 2, 2]
     by_cap = engine.plan_chunks("t", points, range(8), max_batch=3)
     assert [len(t.points) for t in by_cap] == [3, 3, 2]

@@ -652,7 +652,9 @@ def plan_layout(points: Sequence[RunConfig], pending: Sequence[int], *,
         if max_batch is not None:
             cap = max_batch
         else:
-            cap = max(1, memory_budget // estimate_run_bytes(first))
+            # the runtime's own memory is paid once per chunk, the rest once per run
+            per_run = max(1, estimate_run_bytes(first) - RUNTIME_BYTES)
+            cap = max(1, (memory_budget - RUNTIME_BYTES) // per_run)
             cap = min(cap, max(1, chunk_work // estimate_run_work(first)))
             cap = min(cap, max(1, math.ceil(len(todo) / max(1, parallelism))))
         chunks = _by_seed(points, todo, cap)
@@ -675,7 +677,8 @@ def plan_chunks(sweep: str, points: Sequence[RunConfig], pending: Sequence[int],
     """Cut the pending points into equal-size chunks per static group.
 
     A chunk holds at most ``max_batch`` runs; without it, as many as the memory
-    budget allows, at most ``chunk_work`` pair-steps of training, and at most a
+    budget allows (``RUNTIME_BYTES`` once, then ``estimate_run_bytes`` less it per
+    run), at most ``chunk_work`` pair-steps of training, and at most a
     ``1/parallelism`` share of the group. When every seed of the group has the
     same number (at least 2) of pending points and they fit one chunk, chunks are
     cut by seed, so the runs of a chunk share their initialization and training
