@@ -19,10 +19,9 @@ paper is cited (README and ``CITATION.cff``).
 
 from __future__ import annotations
 
-import json
-
 import importlib
 import inspect
+import json
 import re
 from pathlib import Path
 

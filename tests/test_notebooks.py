@@ -45,6 +45,7 @@ def test_notebook_is_committed_without_outputs(path):
             assert cell.execution_count is None, f"{path.name} cell {i} has an execution count"
 
 
+@pytest.mark.slow  # a kernel per notebook; CI runs them (make test-slow)
 @pytest.mark.parametrize("path", PATHS, ids=[p.stem for p in PATHS])
 def test_notebook_executes(path):
     nb = nbformat.read(path, as_version=4)

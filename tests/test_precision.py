@@ -18,6 +18,8 @@ import pytest
 
 from tests.conftest import ROOT
 
+pytestmark = pytest.mark.slow  # two fresh processes, each compiling every program
+
 # Three float32 runs that cover the random draws of every built-in family, caption
 # omission, nonlinear mixing, both encoder kinds and a shifted test prior.
 _PROGRAM = r'''

@@ -118,6 +118,7 @@ def test_invalid_inputs_are_named():
         spectral_optimum(mom, 10)
 
 
+@pytest.mark.slow  # 2,000 steps to the optimum
 def test_training_spectral_reaches_the_closed_form_optimum():
     """Linear `spectral` without normalization: loss within 1%, principal angles < 3 degrees.
 
