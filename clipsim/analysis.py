@@ -64,14 +64,9 @@ The library default ``SLAB_ENTRIES // n`` rows falls to a handful of rows at
 n = 100,000, where each block re-reads all of ``emb_b`` for a few rows of scores;
 64 rows keep a slab at ``64 n`` entries (25 MiB in float32 at n = 100,000)."""
 
-_ZERO_SHOT_ENTRIES = 1 << 22
-"""Class scores per zero-shot chunk (16 MiB in float32)."""
-
-_BATCH_ENTRIES = 1 << 22
-"""Score entries per chunk of batches (B x B each)."""
-
-_BATCH_ROWS = 8192
-"""Most embedding rows gathered per chunk of batches."""
+_CHUNK_ENTRIES = 1 << 22
+"""Entries (16 MiB in float32) of one chunk: zero-shot class scores (rows x C), batch
+scores (batches x B x B), and the embedding rows a chunk gathers (rows x d)."""
 
 
 class AnalysisInputError(ValueError):
@@ -244,7 +239,7 @@ def _zero_shot(image: jax.Array, classes: jax.Array, labels: np.ndarray, top_r: 
                temperature: float) -> tuple[dict[str, float], list[dict], np.ndarray]:
     """Zero-shot metrics, the E2 zero-shot rows and the confusion matrix, in row chunks."""
     n, c = image.shape[0], classes.shape[0]
-    rows = max(1, _ZERO_SHOT_ENTRIES // c)
+    rows = max(1, _CHUNK_ENTRIES // max(c, image.shape[1]))
     tau = temperature if math.isfinite(temperature) else 1.0
     rs = tuple(r for r in top_r if r < c)
     sums: dict[str, float] = {}
@@ -330,7 +325,8 @@ def _batch_sizes_pass(a: jax.Array, b: jax.Array, codes: np.ndarray, perm: np.nd
                       done: Any) -> dict[str, np.ndarray]:
     """Per-batch statistics of ``n // B`` batches of the permuted rows, in chunks."""
     nb = a.shape[0] // batch_size
-    chunk = max(1, min(_BATCH_ENTRIES // (batch_size * batch_size), _BATCH_ROWS // batch_size))
+    per_batch = batch_size * max(batch_size, a.shape[1])  # its scores or its gathered rows
+    chunk = max(1, _CHUNK_ENTRIES // per_batch)
     rs = tuple(r for r in top_r if r < batch_size)
     full, counts_only = _batch_program(tau if tau is not None else 1.0, rs)
     parts: list[dict[str, np.ndarray]] = []
@@ -355,12 +351,20 @@ def _prepare(x: np.ndarray, normalize: bool) -> jax.Array:
 
 
 _normalize_jit = jax.jit(metrics.l2_normalize)
+_positive_dots = jax.jit(lambda a, b: jnp.einsum("kd,kd->k", a, b))
 
 
 @jax.jit
-def _row_dots(a: jax.Array, b: jax.Array, i: jax.Array, j: jax.Array) -> jax.Array:
-    """``<a_i, b_j>`` for index vectors ``i``, ``j`` (one fused gather and reduction)."""
+def _gathered_dots(a: jax.Array, b: jax.Array, i: jax.Array, j: jax.Array) -> jax.Array:
     return jnp.einsum("kd,kd->k", a[i], b[j])
+
+
+def _row_dots(a: jax.Array, b: jax.Array, i: np.ndarray, j: np.ndarray) -> np.ndarray:
+    """``<a_i, b_j>`` for index vectors ``i``, ``j``, gathering a chunk of rows at a time."""
+    rows = max(1, _CHUNK_ENTRIES // a.shape[1])
+    return np.concatenate([np.asarray(_gathered_dots(a, b, jnp.asarray(i[k:k + rows]),
+                                                     jnp.asarray(j[k:k + rows])))
+                           for k in range(0, len(i), rows)])
 
 
 def _mean_se(x: np.ndarray) -> tuple[float, float]:
@@ -547,8 +551,8 @@ def analyze(
         # Independent pairs: permuted row 2j against row 2j + 1.
         perm = np.random.default_rng(int(seed)).permutation(n)
         first, second = perm[0: n - 1: 2], perm[1: n: 2]
-        positive = np.asarray(_row_dots(a, b, jnp.arange(n), jnp.arange(n)))
-        negatives = np.asarray(_row_dots(a, b, jnp.asarray(first), jnp.asarray(second)))
+        positive = np.asarray(_positive_dots(a, b))
+        negatives = _row_dots(a, b, first, second)
         deltas = negatives - positive[first]
         same = codes[first] == codes[second]
         prof = theory.completeness_profile(deltas, same, gammas)
