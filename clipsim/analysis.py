@@ -28,11 +28,12 @@ used as given and the score bound is ``M = max ||a_i|| max ||b_j||``. Rows must 
 finite and of non-zero norm either way.
 
 Memory: the ``n x n`` metrics go through the row-blocked paths of
-:mod:`clipsim.metrics` (at least 64 rows a block above 8192 rows), zero-shot scores are
-taken in row chunks, and batches are scored a few at a time, so nothing of size
-``n x n`` or ``n x C`` is held: n = 100,000 rows of d = 512 fit in 2 GiB
-(``python -m benchmarks.analyze_memory``). Everything is computed in float32 (float64
-under ``jax.enable_x64``).
+:mod:`clipsim.metrics` (at least 64 rows a block above 8192 rows), zero-shot scores,
+gathered rows and batches go in chunks of ``2**22`` entries, so nothing of size ``n x n``
+or ``n x C`` is held; the peak is a few copies of the ``(n, d)`` rows, set by the
+uniformity pass (about 1.8 GiB for n = 100,000, d = 512; ``python -m
+benchmarks.analyze_memory`` and docs/real-models.md). Everything is computed in float32
+(float64 under ``jax.enable_x64``).
 """
 
 from __future__ import annotations
