@@ -110,6 +110,7 @@ def test_uniformity_blocked_gradient_equals_dense() -> None:
         np.testing.assert_allclose(g_b, g_d, rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.slow  # > 10 s; CI runs it (make test-slow)
 def test_embedding_metrics_take_the_blocked_path_from_the_threshold(monkeypatch) -> None:
     """Above ``BLOCKED_MIN_ROWS`` the bundle is computed blocked, with the dense values."""
     a, b, z = _case(5, 30, 4, np.dtype(np.float32))
@@ -125,6 +126,7 @@ def test_embedding_metrics_take_the_blocked_path_from_the_threshold(monkeypatch)
     _close(blocked, dense, rtol=1e-6, atol=1e-6)
 
 
+@pytest.mark.slow  # > 10 s; CI runs it (make test-slow)
 def test_vmap_over_runs_blocked_equals_loop() -> None:
     runs = [_case(10 + r, 17, 3, np.dtype(np.float32)) for r in range(3)]
     a, b, z = (np.stack(x) for x in zip(*runs, strict=True))

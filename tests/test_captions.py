@@ -87,6 +87,7 @@ def test_each_image_carries_m_independent_captions():
     assert len(rows) == 10                                          # without replacement
 
 
+@pytest.mark.slow  # > 10 s; CI runs it (make test-slow)
 def test_training_batches_come_from_the_pair_list():
     cfg = RunConfig.from_dict({
         "data": {"family": "onehot", "num_concepts": 5, "image_dim": 16, "text_dim": 16,

@@ -91,6 +91,7 @@ def test_sparse_family_exact_and_bernoulli():
     assert set(np.unique(z)) <= {0.0, 1.0}
 
 
+@pytest.mark.slow  # > 10 s; CI runs it (make test-slow)
 def test_gaussian_family_centres_and_spread():
     cfg = DataConfig(**{**BASE.to_dict(), "family": "gaussian", "num_classes": 5,
                         "within_class_std": 0.2, "class_probs": None})
@@ -198,6 +199,7 @@ def test_a_registered_family_is_accepted_by_the_config_and_removed_cleanly():
         DataConfig(family="test_copy")
 
 
+@pytest.mark.slow  # > 10 s; CI runs it (make test-slow)
 def test_draws_name_their_dtype():
     w = data.make_world(BASE, key=KEY)
     assert {a.dtype for a in jax.tree.leaves(w)} == {jnp.dtype("float32")}

@@ -37,6 +37,7 @@ def _config(data: dict, **sections) -> RunConfig:
 
 
 @pytest.mark.parametrize("data", FAMILIES, ids=lambda d: f"{d['family']}-{len(d)}")
+@pytest.mark.slow  # > 10 s; CI runs it (make test-slow)
 def test_second_moments_match_monte_carlo(data):
     """Every entry of S_x, S_y, S_xy within 5 Monte Carlo standard errors of a 1e5 sample."""
     cfg = _config(data)
@@ -53,6 +54,7 @@ def test_second_moments_match_monte_carlo(data):
         assert np.all(err <= 5 * se + 1e-9), (name, float(np.max(err / (se + 1e-12))))
 
 
+@pytest.mark.slow  # > 10 s; CI runs it (make test-slow)
 def test_population_loss_is_the_expectation_of_the_batch_objective():
     """The batch `spectral` loss averaged over many batches equals the closed form (4 s.e.)."""
     cfg = _config(FAMILIES[0], model={"embed_dim": 3, "normalize": False})

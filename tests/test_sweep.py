@@ -337,6 +337,7 @@ def test_parts_with_different_metrics_share_one_schema(tmp_path):
     assert list(sweep.load(store.path)["loss"]) == [1.0, 2.0]
 
 
+@pytest.mark.slow  # > 10 s; CI runs it (make test-slow)
 def test_sigkill_mid_sweep_then_rerun_has_every_point_once(tmp_path):
     base = BASE.replace(**{"train.steps": 3000, "train.log_every": 1000})
     spec = tmp_path / "killme.toml"

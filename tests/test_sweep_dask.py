@@ -54,6 +54,7 @@ def assert_same_table(a: pd.DataFrame, b: pd.DataFrame) -> None:
                                rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.slow  # > 10 s; CI runs it (make test-slow)
 def test_dask_backend_gives_the_local_table(client, cache, local_table, tmp_path):
     backend = DaskBackend(client=client, cache=cache)
     df = sweep.run(tiny_sweep_spec(), out=tmp_path / "dask", backend=backend,

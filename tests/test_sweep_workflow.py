@@ -359,6 +359,7 @@ def test_memory_estimate_grows_as_its_buffers_do():
     assert fixed - small["train"] == 4 * 3 * 100 * cfg.train.batch_size * sample
 
 
+@pytest.mark.slow  # > 10 s; CI runs it (make test-slow)
 def test_estimate_is_within_twice_the_measured_peak_at_small_shapes():
     """Measured in fresh processes (``benchmarks/memory_estimate.py``), a few seconds each."""
     from benchmarks.memory_estimate import run_cases

@@ -434,6 +434,7 @@ def test_e3_continuous_family_floor_is_zero():
                            key=jax.random.key(9)) == th.CollisionFloor(0.0, 0.0)
 
 
+@pytest.mark.slow  # > 10 s; CI runs it (make test-slow)
 def test_e3_floor_of_a_registered_discrete_family_comes_from_its_collisions():
     """A custom discrete family gets a real floor (its collisions), not 0."""
     family = _custom_family("test_three_points", discrete=True)
@@ -629,6 +630,7 @@ def test_e6_two_sample_radius_is_needed_for_two_means(n_a, n_b):
         assert np.mean(dev > one_sample) > delta + band
 
 
+@pytest.mark.slow  # > 10 s; CI runs it (make test-slow)
 def test_e6_row_of_the_table_is_a_valid_statement():
     cfg = tiny_config()
     rows = report.bounds_table(cfg, num_batches=16)

@@ -42,6 +42,7 @@ def test_clip_loss_never_below_the_collision_floor_onehot(k, b, model):
     assert floor["measured"] >= floor["bound"] - 3 * floor["mc_error"]
 
 
+@pytest.mark.slow  # > 10 s; CI runs it (make test-slow)
 def test_clip_loss_never_below_the_collision_floor_sparse():
     cfg = tiny_config(**{"data.family": "sparse", "data.num_concepts": 4,
                          "data.sparse_prob": 0.3, "train.batch_size": 32,

@@ -36,6 +36,7 @@ def test_unique_weight_share_falls_during_training(learned_runs):
         assert share[-1] < 0.2 * share[0]
 
 
+@pytest.mark.slow  # > 10 s; CI runs it (make test-slow)
 def test_align_only_collapses_to_chance():
     """Without negatives, the same data and encoder collapse: zero-shot near chance."""
     cfg = learning_config().replace(**{"objective.name": "align_only", "train.steps": 3000,
@@ -122,6 +123,7 @@ def test_learned_temperature_respects_its_floor():
     assert np.all(result.history["temperature"] >= 0.02 - 1e-6)
 
 
+@pytest.mark.slow  # > 10 s; CI runs it (make test-slow)
 def test_fixed_training_set_is_reused():
     """With one fixed batch, the training loss falls below the loss on fresh data."""
     cfg = tiny_config(**{"train.num_train_batches": 1, "train.steps": 200,

@@ -24,7 +24,7 @@ from clipsim.reproduce import ExperimentError
 from clipsim.runtime import protect_cpu_scheduler
 from clipsim.sweep.store import SweepError
 
-__all__ = ["main", "build_parser", "COMMANDS", "UsageError"]
+__all__ = ["main", "entry", "build_parser", "COMMANDS", "UsageError"]
 
 COMMANDS: dict[str, ModuleType] = {
     "train": train,
@@ -84,3 +84,20 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"clipsim {args.command}: interrupted", file=sys.stderr)
         return 130
+
+
+def entry() -> None:
+    """The ``clipsim`` program: ``main`` on ``sys.argv``, then exit with its code.
+
+    After an interrupt (code 130) the process exits at once (``os._exit``, streams
+    flushed first): JAX's runtime threads may still be busy with the interrupted
+    computation, and a normal interpreter shutdown could crash on them.
+    """
+    import os
+
+    code = main()
+    if code == 130:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(130)
+    sys.exit(code)
