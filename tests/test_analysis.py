@@ -172,6 +172,7 @@ def test_pool_floor_golden_value_and_monte_carlo():
     assert rate == pytest.approx((n_i > 1).mean(), abs=0.01)
 
 
+@pytest.mark.slow  # > 10 s; CI runs it (make test-slow)
 def test_statements_hold_and_the_floor_is_below_the_loss():
     image, text, labels, centres = _clustered(600, 8, 6)
     res = analyze(image, text, labels=labels, class_text_emb=centres, temperature=0.1,

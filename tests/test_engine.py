@@ -104,6 +104,7 @@ def test_planner_cuts_by_seed_so_runs_share_their_batches() -> None:
         assert task.shared_key
 
 
+@pytest.mark.slow  # > 10 s; CI runs it (make test-slow)
 def test_shared_data_stream_matches_separate_runs() -> None:
     configs = [tiny_config(**{"objective.temperature": t}) for t in TEMPS]
     together = engine.run_batch(configs)  # one seed: key and batches shared

@@ -104,6 +104,7 @@ def test_public_function_values_unchanged_and_vmappable(x64, monkeypatch) -> Non
         np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-13)
 
 
+@pytest.mark.slow  # > 10 s; CI runs it (make test-slow)
 def test_training_run_matches_plain_gradient(monkeypatch) -> None:
     """A short float32 training run with the fused gradient tracks the plain one within 1e-5."""
     import clipsim

@@ -216,6 +216,7 @@ def pq_points(path) -> int:
     return pd.read_parquet(path, columns=["point"])["point"].nunique()
 
 
+@pytest.mark.slow  # > 10 s; CI runs it (make test-slow)
 def test_batched_equals_one_by_one(swept):
     """Points differing in seed, temperature and learning rate match clipsim.train/evaluate."""
     points = tiny_sweep_spec().points()
@@ -373,6 +374,7 @@ def test_sigkill_mid_sweep_then_rerun_has_every_point_once(tmp_path):
     assert any((tmp_path / "cache").iterdir())  # the CLI used the compilation cache
 
 
+@pytest.mark.slow  # > 10 s; CI runs it (make test-slow)
 def test_nonfinite_point_is_flagged_not_silent(tmp_path):
     spec = SweepSpec(name="nan", base=BASE, grid={"objective.temperature": [0.1, 1e-40, 0.3]})
     with pytest.warns(sweep.NonFiniteRunWarning) as record:

@@ -15,6 +15,8 @@ from clipsim.sweep.spec import SweepSpec
 from clipsim.sweep.table import BOOKKEEPING_COLUMNS, CONFIG_COLUMNS
 from tests.test_sweep import BASE, MAX_BATCH, tiny_sweep_spec
 
+pytestmark = pytest.mark.slow  # a 2-worker LocalCluster per test; CI runs them (make test-slow)
+
 distributed = pytest.importorskip("dask.distributed")
 
 

@@ -32,6 +32,7 @@ ONEHOT_CASES = [(4, 16), (10, 64), (32, 32)]
 
 @pytest.mark.parametrize(("k", "b"), ONEHOT_CASES)
 @pytest.mark.parametrize("model", ["oracle", "random"])
+@pytest.mark.slow  # > 10 s; CI runs it (make test-slow)
 def test_clip_loss_never_below_the_collision_floor_onehot(k, b, model):
     cfg = tiny_config(**{"data.num_concepts": k, "data.image_dim": k + 4,
                          "data.text_dim": k + 4, "train.batch_size": b,

@@ -64,6 +64,7 @@ def test_determinism(tiny_program):
     assert not np.array_equal(a.history["loss"], c.history["loss"])
 
 
+@pytest.mark.slow  # > 10 s; CI runs it (make test-slow)
 def test_vmap_over_seeds_equals_separate_runs(tiny_program):
     cfgs = [tiny_config(seed=s, **{"objective.temperature": t, "train.learning_rate": lr})
             for s, t, lr in [(0, 0.1, 0.01), (1, 0.2, 0.01), (2, 0.1, 0.03), (3, 0.5, 0.02)]]
@@ -133,6 +134,7 @@ def test_fixed_training_set_is_reused():
     assert result.history["loss"][-1] < report["eval_loss"]
 
 
+@pytest.mark.slow  # > 10 s; CI runs it (make test-slow)
 def test_float64_needs_no_global_switch():
     cfg = tiny_config(**{"train.dtype": "float64"})
     x64 = bool(jax.config.jax_enable_x64)
@@ -143,6 +145,7 @@ def test_float64_needs_no_global_switch():
     assert bool(jax.config.jax_enable_x64) == x64  # the process setting is untouched
 
 
+@pytest.mark.slow  # > 10 s; CI runs it (make test-slow)
 def test_training_in_segments_equals_one_program(monkeypatch) -> None:
     """``train`` runs bounded segments (for Ctrl-C); the numbers are the one-piece program's."""
     from clipsim.train import loop
