@@ -7,11 +7,12 @@
 The parent writes a synthetic ``.npz`` (clustered image and text rows with ``--labels``
 labels, ``--classes`` class prompts and a temperature) to a temporary folder, then runs
 ``clipsim analyze FILE --out DIR --quiet`` in a fresh subprocess, which reports its peak
-resident set size (``ru_maxrss``), its resident size after importing clipsim and JAX,
-and the wall time. The peak covers everything the command holds: the loaded arrays, the
-JAX runtime and compiled programs, and the row-blocked slabs. Above 8192 rows every
-``n x n`` metric runs in blocks of 64 rows, so a smaller ``--n`` measures the same code
-path; the part of the peak that grows with n is the O(n d) arrays and O(64 n) slabs.
+resident set size (``VmHWM``, see ``common.peak_rss_bytes``), its resident size after
+importing clipsim and JAX, and the wall time. The peak covers everything the command
+holds: the loaded arrays, the JAX runtime and compiled programs, and the row-blocked
+slabs. Above 8192 rows every ``n x n`` metric runs in blocks of 64 rows, so a smaller
+``--n`` measures the same code path; the part of the peak that grows with n is the
+O(n d) arrays and O(64 n) slabs.
 
 Prints one JSON line (the last line of stdout): ``n``, ``d``, ``peak_rss_bytes``,
 ``baseline_rss_bytes``, ``input_bytes`` (image and text in float32), ``seconds``,

@@ -82,8 +82,18 @@ def rss_bytes() -> int:
 
 
 def peak_rss_bytes() -> int:
-    """Peak resident set size of this process so far, in bytes."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    """Peak resident set size of this process's own address space so far, in bytes.
+
+    Reads ``VmHWM`` from ``/proc/self/status``: it starts afresh at ``exec``. The
+    ``ru_maxrss`` of ``getrusage`` does not: Linux carries the parent's peak across
+    fork and exec, so a child started by a large process (a pytest worker that has
+    run other tests) would report the parent's peak as its own. ``ru_maxrss`` is
+    the fallback where ``/proc`` is missing.
+    """
+    try:
+        return hwm_bytes()
+    except OSError:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 def load_average() -> list[float]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -333,6 +334,21 @@ def test_library_errors_name_the_array():
 
 
 # ------------------------------------------------------------------ memory
+def test_a_child_reports_its_own_peak_not_its_parents():
+    """The benchmark's child is started by a pytest worker that may hold gigabytes;
+    its reported peak must be its own (``ru_maxrss`` is carried across exec)."""
+    import subprocess
+    import sys
+
+    held = np.ones(256 * 2**20 // 8)  # the parent holds 256 MiB resident
+    held[::512] = 2.0
+    probe = "from benchmarks.common import peak_rss_bytes; print(peak_rss_bytes())"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         check=True, cwd=Path(__file__).resolve().parents[1])
+    assert 0 < int(out.stdout) < 200 * 2**20
+    del held
+
+
 @pytest.mark.slow  # a fresh process compiles every program: about 20 s
 def test_memory_benchmark_runs_and_reports_the_peak():
     from benchmarks.analyze_memory import main as bench
