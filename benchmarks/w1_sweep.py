@@ -7,8 +7,9 @@ interleaved rounds:
 - ``sweep``: ``clipsim.sweep.run`` with the local backend, the function the
   ``clipsim sweep`` command calls (training, evaluation, the results table and
   its Parquet files), into a fresh folder each round;
-- ``sweep_program``: the compiled ``jit(vmap(run_point))`` program alone, on one
-  chunk of the same size (training and evaluation, no table);
+- ``sweep_program``: the engine's batched program alone (``run_batch``) on the first
+  chunk as the planner cut it (one seed, so every batch is drawn once and shared by
+  the chunk's temperatures): training and evaluation, no table;
 - ``naive_jax``: the same runs one after another, a jitted per-step function
   (same generator, same encoders and initialization, a plain CLIP loss, optax
   Adam) called from a Python loop, results fetched once per run;
@@ -171,7 +172,7 @@ def hot_path_check(cfg) -> dict[str, Any]:
     Walks the jaxpr of ``vmap(run_point)`` for callback primitives (a host round
     trip inside the program) and counts the scans (steps run inside the program).
     """
-    from clipsim.sweep.engine import run_point, stack_configs
+    from clipsim.sweep.engine import run_point, stack_configs  # run_point: train_evaluate
 
     stacked = stack_configs([cfg, cfg])
     keys = jnp.stack([jax.random.key(0), jax.random.key(1)])
@@ -266,14 +267,7 @@ def run(quick: bool, repeats: int, *, log=print, torch_ok: bool = True,
         naive_runs: runs measured by the naive loops (default 2 quick, 4 full).
     """
     import clipsim.sweep
-    from clipsim.sweep.engine import (
-        _program,
-        clear_programs,
-        plan_chunks,
-        program_traces,
-        run_point,
-        stack_configs,
-    )
+    from clipsim.sweep.engine import clear_programs, plan_chunks, program_traces, run_batch
     from clipsim.sweep.spec import as_spec
 
     spec_dict = w1_spec(quick)
@@ -298,16 +292,20 @@ def run(quick: bool, repeats: int, *, log=print, torch_ok: bool = True,
     res["hot_path"] = hot_path_check(points[0])
     log(f"  program: {res['hot_path']}")
 
-    # compile times, measured ahead of time
-    chunk_cfgs = tasks[0].run_configs()
-    chunk_cfgs += [chunk_cfgs[-1]] * (tasks[0].pad_to - len(chunk_cfgs))
-    stacked = stack_configs(chunk_cfgs)
-    keys = jnp.stack([jax.random.key(int(c.seed)) for c in chunk_cfgs])
-    t0 = time.perf_counter()
-    lowered = jax.jit(jax.vmap(run_point)).lower(stacked, keys)
-    t1 = time.perf_counter()
-    lowered.compile()
-    res["compile"] = {"sweep": {"trace_lower_s": t1 - t0, "compile_s": time.perf_counter() - t1}}
+    # the program of one chunk, as the engine runs it (data drawn once per seed)
+    task = tasks[0]
+    chunk_cfgs = task.run_configs()
+    res["settings"]["chunk_shares_data"] = bool(task.shared_key)
+
+    def program_timer() -> float:
+        start = time.perf_counter()
+        run_batch(chunk_cfgs, pad_to=task.pad_to, shared=task.shared,
+                  shared_key=task.shared_key)
+        return time.perf_counter() - start
+
+    clear_programs()
+    first = program_timer()
+    res["compile"] = {"sweep": {"first_chunk_minus_warm_s": first - program_timer()}}
     naive = NaiveJax(points[0])
     res["compile"]["naive_jax"] = naive.compile_seconds(points[0])
 
@@ -323,12 +321,6 @@ def run(quick: bool, repeats: int, *, log=print, torch_ok: bool = True,
     cold = sweep_timer()
     res["sweep_cold_s"] = cold
     res["sweep_traces_after_cold_run"] = program_traces(points[0])
-    prog = _program(points[0]).fn
-
-    def program_timer() -> float:
-        start = time.perf_counter()
-        jax.block_until_ready(prog(stacked, keys))
-        return time.perf_counter() - start
 
     naive_losses: dict[int, float] = {}
 

@@ -105,16 +105,25 @@ def test_planner_cuts_by_seed_so_runs_share_their_batches() -> None:
 
 
 @pytest.mark.slow  # > 10 s; CI runs it (make test-slow)
-def test_shared_data_stream_matches_separate_runs() -> None:
-    configs = [tiny_config(**{"objective.temperature": t}) for t in TEMPS]
+@pytest.mark.parametrize(("dtype", "rtol"), [("float32", 2e-5), ("float64", 1e-12)])
+def test_shared_data_stream_matches_separate_runs(dtype: str, rtol: float) -> None:
+    """Runs of one seed draw each batch once; each run's numbers are its own.
+
+    Not bitwise: a batched program and a single-run one are different XLA programs
+    and round differently (measured: 5e-7 in float32, 2e-15 in float64). In float64
+    the agreement to 1e-12 rules out any difference in the data a run sees (another
+    batch would move the loss by ~1e-1).
+    """
+    configs = [tiny_config(**{"objective.temperature": t, "train.dtype": dtype}) for t in TEMPS]
     together = engine.run_batch(configs)  # one seed: key and batches shared
     for i, cfg in enumerate(configs):
         alone = engine.run_batch([cfg])
         for name, value in alone.metrics.items():
-            np.testing.assert_allclose(together.metrics[name][i], value[0], rtol=2e-5,
-                                       atol=2e-6, err_msg=name)
-        np.testing.assert_allclose(together.history["loss"][i], alone.history["loss"][0],
-                                   rtol=2e-5)
+            np.testing.assert_allclose(together.metrics[name][i], value[0], rtol=rtol,
+                                       atol=rtol / 10, err_msg=name)
+        for name, value in alone.history.items():
+            np.testing.assert_allclose(together.history[name][i], value[0], rtol=rtol,
+                                       atol=rtol / 10, err_msg=name)
 
 
 def test_register_program_refuses_a_second_function_under_one_name() -> None:
