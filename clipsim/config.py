@@ -48,7 +48,7 @@ import math
 import numbers
 import tomllib
 import typing
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Generic, TypeVar
@@ -893,7 +893,19 @@ def precision(dtype: str) -> contextlib.AbstractContextManager[Any]:
         ...     out = train_program(cfg, key)
     """
     _check_choice("train", "dtype", dtype, ("float32", "float64"))
-    return jax.enable_x64(dtype == "float64")
+    return _enable_x64(dtype == "float64")
+
+
+def _x64_scope() -> Callable[[bool], contextlib.AbstractContextManager[Any]]:
+    """JAX's thread-local x64 context manager: ``jax.enable_x64`` in current releases,
+    ``jax.experimental.enable_x64`` in older ones (the declared minimum is 0.4.36)."""
+    scope = getattr(jax, "enable_x64", None)
+    if scope is None:
+        from jax.experimental import enable_x64 as scope
+    return scope
+
+
+_enable_x64 = _x64_scope()
 
 
 def static_signature(cfg: RunConfig) -> Any:
