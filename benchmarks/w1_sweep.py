@@ -174,6 +174,11 @@ def hot_path_check(cfg) -> dict[str, Any]:
     """
     from clipsim.sweep.engine import run_point, stack_configs  # run_point: train_evaluate
 
+    try:
+        from jax.extend.core import jaxprs_in_params
+    except ImportError:  # older jax
+        jaxprs_in_params = jax.core.jaxprs_in_params
+
     stacked = stack_configs([cfg, cfg])
     keys = jnp.stack([jax.random.key(0), jax.random.key(1)])
     closed = jax.make_jaxpr(jax.vmap(run_point))(stacked, keys)
@@ -182,7 +187,7 @@ def hot_path_check(cfg) -> dict[str, Any]:
     def walk(jaxpr) -> None:
         for eqn in jaxpr.eqns:
             prims[eqn.primitive.name] = prims.get(eqn.primitive.name, 0) + 1
-            for sub in jax.core.jaxprs_in_params(eqn.params):
+            for sub in jaxprs_in_params(eqn.params):
                 walk(sub)
 
     walk(closed.jaxpr)
