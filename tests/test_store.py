@@ -258,3 +258,17 @@ def test_a_killed_write_between_record_and_rename_is_not_counted(tmp_path, fake_
         assert len(sweep.load(out)) == 6
     fake_compute.clear()
     assert len(_run(out)) == 8 and len(fake_compute) == 1
+
+
+def test_parts_written_before_a_field_existed_read_with_it_null() -> None:
+    """A folder grown across versions: an old part lacks a column a new part has."""
+    import pyarrow as pa
+
+    from clipsim.sweep.store import concat_parts
+
+    old = pa.table({"point": [0], "loss": [1.5]})
+    new = pa.table({"point": [1], "loss": [1.25], "data.captions_per_image": [1]})
+    frame = concat_parts([old, new]).to_pandas()
+    assert list(frame["point"]) == [0, 1]
+    assert frame["data.captions_per_image"].isna().tolist() == [True, False]
+    assert frame["loss"].tolist() == [1.5, 1.25]

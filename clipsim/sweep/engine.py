@@ -250,11 +250,11 @@ class _Compiled:
                  key_axis: int | None, size: int) -> None:
         self.traces = 0
 
-        def chunk(leaves: list, keys: Array) -> RunOutput:
+        def sweep_chunk(leaves: list, keys: Array) -> RunOutput:
             self.traces += 1  # runs at trace time only: one per compilation
             return program.fn(treedef.unflatten(leaves), keys)
 
-        self.fn = jax.jit(jax.vmap(chunk, in_axes=(list(axes), key_axis), axis_size=size))
+        self.fn = jax.jit(jax.vmap(sweep_chunk, in_axes=(list(axes), key_axis), axis_size=size))
 
 
 _PROGRAMS: dict[Any, _Compiled] = {}

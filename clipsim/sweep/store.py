@@ -73,7 +73,7 @@ from clipsim.sweep.table import table_schema, to_arrow
 
 __all__ = ["SweepError", "StoreMismatchError", "StoreLockedError", "CorruptStoreError",
            "IncompleteResultsError", "CorruptPartWarning", "IncompleteResultsWarning",
-           "ResultsStore", "load", "package_versions"]
+           "ResultsStore", "concat_parts", "load", "package_versions"]
 
 MANIFEST = "manifest.json"
 RESULTS = "results"
@@ -81,6 +81,21 @@ LOCK = ".lock"
 FORMAT = 2
 """Folder format: 1 had no checksums (its parts are checksummed on the next resume)."""
 
+
+def concat_parts(tables: list[pa.Table]) -> pa.Table:
+    """Parts as one table; a column some parts lack is null in their rows.
+
+    A folder grown across versions of clipsim can hold parts written before a config
+    field or a metric existed: their rows read with that column null (unknown), not
+    as an error.
+
+    Args:
+        tables: part tables, at least one.
+
+    Returns:
+        The tables concatenated, schemas unified (``promote_options="default"``).
+    """
+    return pa.concat_tables(tables, promote_options="default")
 
 class SweepError(Exception):
     """A sweep cannot proceed for a reason the user can fix (one-line message)."""
@@ -627,7 +642,7 @@ class ResultsStore:
         if not good:
             frame = table_schema(manifest["metrics"]).empty_table().to_pandas()
         else:
-            frame = pa.concat_tables([self._read_part(p) for p in good]).to_pandas()
+            frame = concat_parts([self._read_part(p) for p in good]).to_pandas()
             frame = frame.drop_duplicates(subset=["config_hash", "step"], keep="first")
             frame = frame.sort_values(["point", "step"], kind="stable").reset_index(drop=True)
         self._check_complete(manifest, frame, bad, missing, strict)
