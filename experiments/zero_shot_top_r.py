@@ -47,6 +47,14 @@ prompts, and noise raises both: the settings can break the rank relation, so
 move where they must. An error saturated at chance cannot degrade further, so
 the shift control asks for *some* early checkpoint, not the first.
 
+Amendment (criterion 3, 2026-12-02, after an independent review of criterion 2's full
+run). Part (ii) is conditional: a model *close to its optimum* degrades little. Every
+cell that failed it had an excess of 1.1-2.0 nats over a floor computed for the base
+data, which ignores noise and omission, so the premise was never established; the
+oracle is no reference either (trained models beat it under omission and noise). (ii)
+is reported without a verdict until the grid has a per-setting reference loss and
+cells that land near it; the prediction is then inconclusive when (i) and (iii) hold.
+
 Run: ``python experiments/zero_shot_top_r.py [--quick] [--out DIR]``.
 """
 
@@ -109,13 +117,32 @@ PREDICTION = Prediction(
             reason="E2 on the test images is Markov's inequality and can fail only through a "
                    "bug; it did not test the transfer claim (a near-optimal pretraining loss "
                    "implies a small zero-shot error, and bounded degradation under a shift of "
-                   "the unique features) (issue 10)."),
+                   "the unique features) (issue 10).",
+            verdict="not confirmed"),
+        Criterion(
+            text="The same grid and seeds. (i) For every tau, the Spearman correlation across "
+                 "the (checkpoint, omission, noise) settings between the seed-mean excess "
+                 "pretraining loss over the E3 floor and the seed-mean zero-shot top-1 error "
+                 "is >= 0.6; (iii) E2 holds in every run (a consistency check). (ii), bounded "
+                 "degradation under the sigma_xi shift, is conditional on a near-optimal "
+                 "pretraining loss, which this grid cannot establish in the omission and noise "
+                 "cells (no reference loss for them: the E3 floor ignores noise and omission, "
+                 "and the oracle is not optimal there); it is reported without a verdict. Not "
+                 "confirmed when (i) or (iii) fails; otherwise inconclusive, as (ii) is "
+                 "untested.",
+            adopted="2026-12-02",
+            reason="An independent review of criterion 2's full run: every cell that failed "
+                   "(ii) had an excess of 1.1-2.0 nats over a floor computed for the base "
+                   "data (omission 0, noise 0.1), while the paper's claim is about models "
+                   "close to their optimum; at tau = 0.05 the final models still held half "
+                   "their initial unique share. (ii) tested an unconditional claim the paper "
+                   "does not make, and its control guarded only the failing direction."),
     ),
     control=Control(
         setting="under-trained checkpoints (10 steps) against the final one (1000 steps), "
-                "every (tau, omission, noise) setting; early checkpoints under the sigma_xi shift",
+                "every (tau, omission, noise) setting",
         expected="excess and top-1 error both larger at 10 steps by > 3 combined s.e. in every "
-                 "setting; at every tau some early checkpoint degrades by > 0.05 under the shift"),
+                 "setting (criterion 3 dropped the shift part, which guarded (ii))"),
 )
 
 BASE = {
@@ -223,7 +250,9 @@ def decide(df: pd.DataFrame, grid: dict[str, list]) -> tuple[bool | None, Contro
               "bounded_shift": numbers["final_degradation_max"] <= MAX_DEGRADATION,
               "e2_identity": all(e2.values())}
     numbers["checks"] = checks
-    passed = None if any(v is None for v in rho.values()) else all(checks.values())
+    # (ii) is reported, not judged (criterion 3): its premise is not established here
+    decided = checks["transfer"] and checks["e2_identity"]
+    passed = None if any(v is None for v in rho.values()) or decided else False
     # positive control: early vs final checkpoint, same metrics
     detect = []
     idx = [TAU, *SETTING]
@@ -238,11 +267,11 @@ def decide(df: pd.DataFrame, grid: dict[str, list]) -> tuple[bool | None, Contro
     shift_seen = {f"{t:g}": float(s["degradation"].max()) for t, s in before.groupby(TAU)}
     numbers["control_early_vs_final"] = detect
     numbers["control_max_early_degradation"] = shift_seen
+    # criterion 3: the shift part of the control belonged to (ii), now reported only
     control = ControlResult(
         measured={"settings where 10 steps is worse in both": f"{sum(detect)}/{len(detect)}",
-                  "largest early degradation per tau": shift_seen},
-        passed=bool(detect) and all(detect)
-        and all(v > MAX_DEGRADATION for v in shift_seen.values()))
+                  "largest early degradation per tau (reported)": shift_seen},
+        passed=bool(detect) and all(detect))
     return passed, control, numbers
 
 
@@ -320,7 +349,7 @@ def summarize(numbers: dict, control: ControlResult) -> str:
         f"E[l_zs]/log(1+r)) {'holds' if e2 else 'FAILS'} in every run for r = 1, 3, 5. "
         f"Control: the earliest checkpoint is worse in both excess and error in "
         f"{c['settings where 10 steps is worse in both']} settings; the largest early "
-        f"degradation per tau is {c['largest early degradation per tau']} "
+        f"degradation per tau is {c['largest early degradation per tau (reported)']} "
         f"({'passed' if control.passed else 'FAILED'})."
     )
 
