@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 SCHEDULER_FLAG = "--xla_cpu_enable_concurrency_optimized_scheduler=false"
-WORKLOADS = ("w1", "w2", "w3", "scaling")
+WORKLOADS = ("w1", "w2", "w3", "scaling", "memory")
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
@@ -94,6 +94,10 @@ def main(argv: list[str] | None = None) -> int:
             from benchmarks import w3_eval
 
             res = w3_eval.run(args.quick, log=log)
+        elif name == "memory":
+            from benchmarks import memory_estimate
+
+            res = memory_estimate.run(args.quick, log=log)
         else:
             from benchmarks import scaling
 

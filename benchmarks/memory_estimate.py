@@ -155,6 +155,24 @@ def table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def run(quick: bool, *, log=print) -> dict[str, Any]:
+    """The runner's ``memory`` workload: every case (quick: ``QUICK``), the ratio range.
+
+    Returns:
+        ``{"rows": [...], "ratio_min", "ratio_max", "targets": {...}}``; the target is
+        estimate / measured within [0.5, 2] for every case.
+    """
+    rows = run_cases(list(QUICK if quick else SHAPES))
+    for r in rows:
+        log(f"  {r['case']}: " + (f"ratio {r['ratio']:.2f}" if "ratio" in r
+                                  else f"error {r.get('error')}"))
+    ratios = [r["ratio"] for r in rows if "ratio" in r]
+    ok = bool(ratios) and len(ratios) == len(rows) and all(0.5 <= x <= 2 for x in ratios)
+    return {"rows": rows, "ratio_min": min(ratios, default=None),
+            "ratio_max": max(ratios, default=None),
+            "targets": {"memory estimate within 2x of the measured peak (every shape)": ok}}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.memory_estimate",
                                 description=__doc__.split("\n")[0])

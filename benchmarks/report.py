@@ -213,6 +213,12 @@ def markdown(results: dict[str, Any]) -> str:
         lines += _w3(w["w3"])
     if "scaling" in w:
         lines += _scaling(w["scaling"])
+    if "memory" in w:
+        from benchmarks.memory_estimate import table
+
+        lines += ["## Memory estimate against the measured peak", "",
+                  table(w["memory"]["rows"]), ""]
+        targets.update(w["memory"].get("targets", {}))
     if targets:
         lines += ["## Targets", ""]
         lines += _table(["target", "result"], [[k, _yes(v)] for k, v in targets.items()])

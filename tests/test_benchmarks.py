@@ -1,4 +1,4 @@
-"""The benchmark runner's workloads still run against the library (quick sizes, no timings checked)."""
+"""The benchmark runner's workloads still run against the library (quick sizes, no timings)."""
 
 from __future__ import annotations
 
@@ -16,4 +16,6 @@ def test_w1_quick_compares_like_with_like() -> None:
     assert res["sweep_traces_after_all_rounds"] == 1
     assert res["hot_path"]["host_callbacks_in_program"] == {}
     assert res["cli"]["second_reuses_cache"]
+    assert res["cli"]["sweep_compiles_first"] >= 1  # the probe recognizes the sweep program
+    assert res["cli"]["memory_budget"]["rss_exec_increment"] > 0
     assert set(res["model_steps_per_s"]) == {"sweep", "sweep_program", "naive_jax"}
