@@ -28,7 +28,6 @@ The compiled programs are cached per (program, static signature, shared leaves).
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import math
 from collections.abc import Callable, Sequence
@@ -40,7 +39,7 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-from clipsim.config import RunConfig, precision, static_signature
+from clipsim.config import FIELD_TYPES, RunConfig, precision, static_signature
 from clipsim.evaluation import evaluate_program
 from clipsim.metrics._blocked import BLOCKED_MIN_ROWS, block_rows  # the metrics' own switch
 from clipsim.objectives._clip_blocked import BLOCK_ROWS, BLOCKED_MIN_BATCH  # and the loss's
@@ -281,16 +280,7 @@ def clear_programs() -> None:
     _PROGRAMS.clear()
 
 
-def _float_fields() -> frozenset[str]:
-    cfg = RunConfig()
-    return frozenset(
-        f"{section}.{f.name}"
-        for section in ("data", "model", "objective", "train", "eval")
-        for f in dataclasses.fields(getattr(cfg, section))
-        if f.type == "float")
-
-
-_FLOAT_FIELDS = _float_fields()
+_FLOAT_FIELDS = frozenset(name for name, t in FIELD_TYPES.items() if t is float)
 
 
 def stack_configs(configs: Sequence[RunConfig]) -> RunConfig:
