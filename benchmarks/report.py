@@ -35,7 +35,7 @@ def _w1(r: dict[str, Any]) -> list[str]:
              f"compared in model-steps per second. {s['repeats']} interleaved rounds; medians, "
              "ratios per round (median, min-max).", ""]
     names = {"sweep": "`clipsim sweep` (local backend, train + evaluate + table)",
-             "sweep_program": "sweep program only (one chunk, `jit(vmap(run_point))`)",
+             "sweep_program": "sweep program only (the first chunk, `run_batch`)",
              "naive_jax": "naive JAX (jitted step, Python loop)",
              "torch": "PyTorch eager loop (`torch.optim.Adam`, default threads)",
              "torch_1thread": "PyTorch eager loop, 1 thread"}
@@ -151,8 +151,9 @@ def _w3(r: dict[str, Any]) -> list[str]:
                      fmt_bytes(x["rss_increment"]) if "rss_increment" in x else "",
                      fmt_bytes(x["xla_temp_bytes"]) if x.get("xla_temp_bytes") else ""])
 
-    for name in ("zero_shot", "recovery", "theory", "margins_blocked"):
-        add(name, r["cases"][name])
+    for name in ("zero_shot", "recovery", "theory", "margins_blocked", "evaluate"):
+        if name in r["cases"]:
+            add(name, r["cases"][name])
     for size, x in r["cases"]["margins_dense"].items():
         add(f"margins_dense ({size})" if "compile" in size else "margins_dense", x)
     lines += _table(["case", "n", "time (median)", "compile", "peak RSS (+)", "XLA temp"], rows)
@@ -165,6 +166,20 @@ def _w3(r: dict[str, Any]) -> list[str]:
                   f"{fmt_seconds(median(ev['vmap_s']))}, Python loop "
                   f"{fmt_seconds(median(ev['loop_s']))} ({ev['loop_over_vmap']:.2f}x).", ""]
     return lines
+
+
+def _w3_targets(r: dict[str, Any]) -> dict[str, bool]:
+    """evaluate plus the bounds table at the largest n: under 60 s and 1 GiB added."""
+    ev = r.get("evaluate_targets")
+    theory = r["cases"].get("theory", {})
+    if not ev or not theory.get("run_s"):
+        return {}
+    seconds = ev["seconds"] + median(theory["run_s"])
+    added = max(ev["rss_increment_bytes"], theory.get("rss_increment", 0))
+    n = f"{ev['n']:,}"
+    return {f"evaluate + bounds table at n = {n} under 60 s ({seconds:.0f} s)": seconds < 60,
+            f"evaluate + bounds table at n = {n} under 1 GiB added ({fmt_bytes(added)})":
+                added < 2**30}
 
 
 def _scaling(r: dict[str, Any]) -> list[str]:
@@ -211,6 +226,7 @@ def markdown(results: dict[str, Any]) -> str:
         targets.update(w["w2"].get("targets", {}))
     if "w3" in w:
         lines += _w3(w["w3"])
+        targets.update(_w3_targets(w["w3"]))
     if "scaling" in w:
         lines += _scaling(w["scaling"])
     if "memory" in w:
