@@ -31,7 +31,7 @@ Memory: the ``n x n`` metrics go through the row-blocked paths of
 :mod:`clipsim.metrics` (at least 64 rows a block above 8192 rows), zero-shot scores,
 gathered rows and batches go in chunks of ``2**22`` entries, so nothing of size ``n x n``
 or ``n x C`` is held; the peak is a few copies of the ``(n, d)`` rows, set by the
-uniformity pass (about 1.8 GiB for n = 100,000, d = 512; ``python -m
+uniformity pass (1.61 GiB measured for n = 100,000, d = 512; ``python -m
 benchmarks.analyze_memory`` and docs/real-models.md). Everything is computed in float32
 (float64 under ``jax.enable_x64``).
 """
