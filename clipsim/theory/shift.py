@@ -87,7 +87,8 @@ def tv_class_prior(pi: ArrayLike, pi_prime: ArrayLike) -> jnp.ndarray:
 
 @jax.jit
 def _half_l1(a: jnp.ndarray, b: jnp.ndarray) -> jnp.ndarray:
-    return 0.5 * jnp.sum(jnp.abs(a - b))
+    # a probability: clipped, since rounding can leave [0, 1] by an ulp (disjoint priors)
+    return jnp.clip(0.5 * jnp.sum(jnp.abs(a - b)), 0.0, 1.0)
 
 
 @jax.jit
@@ -139,14 +140,15 @@ def reweighted_error(per_class_error: ArrayLike, pi_prime: ArrayLike) -> jnp.nda
         pi_prime: Shifted class probabilities, shape ``(C,)``.
 
     Returns:
-        ``err_D'``.
+        ``err_D'`` in ``[0, 1]`` (clipped: the sum is a probability, but rounding can
+        leave it by an ulp, e.g. 1.0000000000000002 when every ``err_c`` is 1).
     """
     check_probs("pi_prime", pi_prime)
     check_real("per_class_error", per_class_error, low=0.0, high=1.0)
     if np.shape(per_class_error) != np.shape(pi_prime):
         raise ValueError(f"per_class_error must have shape {np.shape(pi_prime)} to match "
                          f"pi_prime, got {np.shape(per_class_error)}")
-    return _dot(as_float(pi_prime), as_float(per_class_error))
+    return jnp.clip(_dot(as_float(pi_prime), as_float(per_class_error)), 0.0, 1.0)
 
 
 def shift_check(
