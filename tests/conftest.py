@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 
 import pytest
+from hypothesis import settings
 
 import clipsim
 from clipsim.runtime import protect_cpu_scheduler
@@ -21,6 +22,12 @@ protect_cpu_scheduler()  # before the first JAX computation of the session
 # the subprocesses tests start), so a program compiled once is loaded, not recompiled.
 os.environ.setdefault("CLIPSIM_CACHE_DIR", os.path.join(ROOT, ".jax_cache"))
 enable_compilation_cache()
+
+# Property tests draw the same examples on every run (a red CI is then a real, repeatable
+# failure, never an unlucky draw); CLIPSIM_HYPOTHESIS=explore draws new ones each run.
+settings.register_profile("repeatable", derandomize=True)
+settings.register_profile("explore", derandomize=False)
+settings.load_profile(os.environ.get("CLIPSIM_HYPOTHESIS", "repeatable"))
 
 LEARNING_CONFIG = "experiments/configs/onehot_linear.toml"
 
