@@ -91,9 +91,10 @@ def peak_rss_bytes() -> int:
     the fallback where ``/proc`` is missing.
     """
     try:
-        return hwm_bytes()
+        peak = hwm_bytes()
     except OSError:
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        peak = 0
+    return peak or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 def load_average() -> list[float]:

@@ -216,16 +216,22 @@ class Link:
         return out
 
 
+def _check_keys(table: Mapping[str, Any], known: Sequence[str], message: str) -> None:
+    """Refuse a key of ``table`` not in ``known``: ``message`` (with ``{key!r}``), a
+    did-you-mean suggestion and the known keys."""
+    for key in table:
+        if key not in known:
+            raise SpecError(message.format(key=key) + f"{did_you_mean(key, known)}; known: "
+                            f"{', '.join(known)}")
+
+
 def _parse_link(value: Any, index: int, top_fields: set[str]) -> Link:
     where = f"chain link {index + 1}: "
     if isinstance(value, Link):
         value = value.to_dict()
     if not isinstance(value, Mapping):
         raise SpecError(f"{where}expected a table with grid, zip and seeds, got {value!r}")
-    for key in value:
-        if key not in _LINK_KEYS:
-            raise SpecError(f"{where}{key!r} is not a chain link key"
-                            f"{did_you_mean(key, _LINK_KEYS)}; known: {', '.join(_LINK_KEYS)}")
+    _check_keys(value, _LINK_KEYS, f"{where}{{key!r}} is not a chain link key")
     grid = _flat_table(value.get("grid", {}), f"{where}grid")
     seeds = value.get("seeds")
     if "seeds" in grid:
@@ -310,10 +316,7 @@ class SweepSpec:
         """
         if not isinstance(values, Mapping):
             raise SpecError(f"a sweep spec must be a table, got {values!r}")
-        for key in values:
-            if key not in _TOP_KEYS:
-                raise SpecError(f"{key!r} is not a sweep spec key{did_you_mean(key, _TOP_KEYS)}; "
-                                f"known: {', '.join(_TOP_KEYS)}")
+        _check_keys(values, _TOP_KEYS, "{key!r} is not a sweep spec key")
         name = values.get("name", default_name)
         if name is None:
             raise SpecError("name is required (name = \"my_sweep\")")
